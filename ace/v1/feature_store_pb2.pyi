@@ -1,0 +1,50 @@
+from ace.v1 import telemetry_pb2 as _telemetry_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IngestRequest(_message.Message):
+    __slots__ = ("points",)
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.TelemetryPoint]
+    def __init__(self, points: _Optional[_Iterable[_Union[_telemetry_pb2.TelemetryPoint, _Mapping]]] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("accepted", "rejected")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    rejected: _containers.RepeatedCompositeFieldContainer[Rejection]
+    def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+
+class Rejection(_message.Message):
+    __slots__ = ("index", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetFeaturesRequest(_message.Message):
+    __slots__ = ("backend_ids",)
+    BACKEND_IDS_FIELD_NUMBER: _ClassVar[int]
+    backend_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, backend_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetFeaturesResponse(_message.Message):
+    __slots__ = ("feature_names", "schema_version", "vectors")
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    schema_version: str
+    vectors: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.FeatureVector]
+    def __init__(self, feature_names: _Optional[_Iterable[str]] = ..., schema_version: _Optional[str] = ..., vectors: _Optional[_Iterable[_Union[_telemetry_pb2.FeatureVector, _Mapping]]] = ...) -> None: ...
+
+class WatchFeaturesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

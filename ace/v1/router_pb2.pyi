@@ -1,0 +1,180 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACTION_UNSPECIFIED: _ClassVar[Action]
+    PRIMARY: _ClassVar[Action]
+    REROUTE: _ClassVar[Action]
+    ROUND_ROBIN: _ClassVar[Action]
+    LAST_RESORT: _ClassVar[Action]
+
+class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BREAKER_STATE_UNSPECIFIED: _ClassVar[BreakerState]
+    CLOSED: _ClassVar[BreakerState]
+    OPEN: _ClassVar[BreakerState]
+    HALF_OPEN: _ClassVar[BreakerState]
+
+class DecisionBasis(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DECISION_BASIS_UNSPECIFIED: _ClassVar[DecisionBasis]
+    FORECAST: _ClassVar[DecisionBasis]
+    OBSERVED_LATENCY: _ClassVar[DecisionBasis]
+    COLD_START: _ClassVar[DecisionBasis]
+    NO_TELEMETRY: _ClassVar[DecisionBasis]
+ACTION_UNSPECIFIED: Action
+PRIMARY: Action
+REROUTE: Action
+ROUND_ROBIN: Action
+LAST_RESORT: Action
+BREAKER_STATE_UNSPECIFIED: BreakerState
+CLOSED: BreakerState
+OPEN: BreakerState
+HALF_OPEN: BreakerState
+DECISION_BASIS_UNSPECIFIED: DecisionBasis
+FORECAST: DecisionBasis
+OBSERVED_LATENCY: DecisionBasis
+COLD_START: DecisionBasis
+NO_TELEMETRY: DecisionBasis
+
+class DecideRequest(_message.Message):
+    __slots__ = ("request_id", "candidates")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("request_id", "backend_id", "action", "predicted_latency_ms", "reason", "model_version", "fallbacks", "basis", "breaker_state", "as_of")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_STATE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    backend_id: str
+    action: Action
+    predicted_latency_ms: float
+    reason: str
+    model_version: str
+    fallbacks: _containers.RepeatedScalarFieldContainer[str]
+    basis: DecisionBasis
+    breaker_state: BreakerState
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, request_id: _Optional[str] = ..., backend_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., predicted_latency_ms: _Optional[float] = ..., reason: _Optional[str] = ..., model_version: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetRoutingTableRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchRoutingTableRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RoutingTable(_message.Message):
+    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected")
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_S_FIELD_NUMBER: _ClassVar[int]
+    PREDICTOR_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_STORE_CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    backends: _containers.RepeatedCompositeFieldContainer[BackendRoute]
+    partial: bool
+    model_version: str
+    threshold_ms: float
+    horizon_s: float
+    predictor_available: bool
+    feature_store_connected: bool
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ...) -> None: ...
+
+class BackendRoute(_message.Message):
+    __slots__ = ("backend_id", "state", "predicted_latency_ms", "observed_latency_ms", "as_of", "points_in_window", "cold", "basis", "state_since")
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    POINTS_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    STATE_SINCE_FIELD_NUMBER: _ClassVar[int]
+    backend_id: str
+    state: BreakerState
+    predicted_latency_ms: float
+    observed_latency_ms: float
+    as_of: _timestamp_pb2.Timestamp
+    points_in_window: int
+    cold: bool
+    basis: DecisionBasis
+    state_since: _timestamp_pb2.Timestamp
+    def __init__(self, backend_id: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., predicted_latency_ms: _Optional[float] = ..., observed_latency_ms: _Optional[float] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., points_in_window: _Optional[int] = ..., cold: _Optional[bool] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetRiskReportRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RiskReport(_message.Message):
+    __slots__ = ("as_of", "horizon_s", "threshold_ms", "model_version", "backends", "backends_at_risk")
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_S_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_AT_RISK_FIELD_NUMBER: _ClassVar[int]
+    as_of: _timestamp_pb2.Timestamp
+    horizon_s: float
+    threshold_ms: float
+    model_version: str
+    backends: _containers.RepeatedCompositeFieldContainer[BackendRisk]
+    backends_at_risk: int
+    def __init__(self, as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., horizon_s: _Optional[float] = ..., threshold_ms: _Optional[float] = ..., model_version: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendRisk, _Mapping]]] = ..., backends_at_risk: _Optional[int] = ...) -> None: ...
+
+class BackendRisk(_message.Message):
+    __slots__ = ("backend_id", "predicted_latency_ms", "observed_latency_ms", "breaches", "headroom_ms", "state", "basis", "drivers")
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    BREACHES_FIELD_NUMBER: _ClassVar[int]
+    HEADROOM_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    backend_id: str
+    predicted_latency_ms: float
+    observed_latency_ms: float
+    breaches: bool
+    headroom_ms: float
+    state: BreakerState
+    basis: DecisionBasis
+    drivers: _containers.RepeatedCompositeFieldContainer[RiskDriver]
+    def __init__(self, backend_id: _Optional[str] = ..., predicted_latency_ms: _Optional[float] = ..., observed_latency_ms: _Optional[float] = ..., breaches: _Optional[bool] = ..., headroom_ms: _Optional[float] = ..., state: _Optional[_Union[BreakerState, str]] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., drivers: _Optional[_Iterable[_Union[RiskDriver, _Mapping]]] = ...) -> None: ...
+
+class RiskDriver(_message.Message):
+    __slots__ = ("feature", "value", "z_score", "weight")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    Z_SCORE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    value: float
+    z_score: float
+    weight: float
+    def __init__(self, feature: _Optional[str] = ..., value: _Optional[float] = ..., z_score: _Optional[float] = ..., weight: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,101 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TrainRequest(_message.Message):
+    __slots__ = ("synthetic", "csv_path", "publish", "n_estimators", "max_depth", "horizon_s", "threshold_ms", "seed")
+    SYNTHETIC_FIELD_NUMBER: _ClassVar[int]
+    CSV_PATH_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_FIELD_NUMBER: _ClassVar[int]
+    N_ESTIMATORS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_S_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    synthetic: SyntheticSource
+    csv_path: str
+    publish: bool
+    n_estimators: int
+    max_depth: int
+    horizon_s: float
+    threshold_ms: float
+    seed: int
+    def __init__(self, synthetic: _Optional[_Union[SyntheticSource, _Mapping]] = ..., csv_path: _Optional[str] = ..., publish: _Optional[bool] = ..., n_estimators: _Optional[int] = ..., max_depth: _Optional[int] = ..., horizon_s: _Optional[float] = ..., threshold_ms: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class SyntheticSource(_message.Message):
+    __slots__ = ("seed", "backends", "duration_s", "interval_s")
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    seed: int
+    backends: int
+    duration_s: float
+    interval_s: float
+    def __init__(self, seed: _Optional[int] = ..., backends: _Optional[int] = ..., duration_s: _Optional[float] = ..., interval_s: _Optional[float] = ...) -> None: ...
+
+class TrainProgress(_message.Message):
+    __slots__ = ("stage", "message", "result")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    message: str
+    result: TrainResult
+    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ...) -> None: ...
+
+class TrainResult(_message.Message):
+    __slots__ = ("version", "metrics", "published", "publish_error")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_ERROR_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    metrics: TrainMetrics
+    published: bool
+    publish_error: str
+    def __init__(self, version: _Optional[str] = ..., metrics: _Optional[_Union[TrainMetrics, _Mapping]] = ..., published: _Optional[bool] = ..., publish_error: _Optional[str] = ...) -> None: ...
+
+class TrainMetrics(_message.Message):
+    __slots__ = ("train_rows", "test_rows", "mae_ms", "r2", "breach_precision", "breach_recall", "persistence_mae_ms", "onnx_max_abs_diff_ms", "threshold_ms", "horizon_s")
+    TRAIN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    TEST_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MAE_MS_FIELD_NUMBER: _ClassVar[int]
+    R2_FIELD_NUMBER: _ClassVar[int]
+    BREACH_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    BREACH_RECALL_FIELD_NUMBER: _ClassVar[int]
+    PERSISTENCE_MAE_MS_FIELD_NUMBER: _ClassVar[int]
+    ONNX_MAX_ABS_DIFF_MS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_S_FIELD_NUMBER: _ClassVar[int]
+    train_rows: int
+    test_rows: int
+    mae_ms: float
+    r2: float
+    breach_precision: float
+    breach_recall: float
+    persistence_mae_ms: float
+    onnx_max_abs_diff_ms: float
+    threshold_ms: float
+    horizon_s: float
+    def __init__(self, train_rows: _Optional[int] = ..., test_rows: _Optional[int] = ..., mae_ms: _Optional[float] = ..., r2: _Optional[float] = ..., breach_precision: _Optional[float] = ..., breach_recall: _Optional[float] = ..., persistence_mae_ms: _Optional[float] = ..., onnx_max_abs_diff_ms: _Optional[float] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TrainerStatus(_message.Message):
+    __slots__ = ("training", "last_result", "last_finished_at")
+    TRAINING_FIELD_NUMBER: _ClassVar[int]
+    LAST_RESULT_FIELD_NUMBER: _ClassVar[int]
+    LAST_FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    training: bool
+    last_result: TrainResult
+    last_finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, training: _Optional[bool] = ..., last_result: _Optional[_Union[TrainResult, _Mapping]] = ..., last_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,97 @@
+"""Flags with ACE_* environment fallbacks. Every service builds a frozen
+config dataclass from them; a flag given on the command line wins over the
+variable, and the variable over the built-in default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_PORTS = {"feature_store": 50051, "predictor": 50052, "router": 50053, "trainer": 50054}
+ADDR_ENV = {
+    "feature_store": "ACE_FEATURE_STORE_ADDR",
+    "predictor": "ACE_PREDICTOR_ADDR",
+    "router": "ACE_ROUTER_ADDR",
+    "trainer": "ACE_TRAINER_ADDR",
+}
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def option(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    *,
+    env: str,
+    cast: Callable[[str], T],
+    default: T,
+    help: str,
+) -> None:
+    raw = os.environ.get(env)
+    value = default
+    if raw is not None and raw != "":
+        try:
+            value = cast(raw)
+        except ValueError as exc:
+            parser.error(f"{env}={raw!r}: {exc}")
+    parser.add_argument(flag, type=cast, default=value, help=f"{help} [env {env}; default {default}]")
+
+
+def service_parser(service: str, description: str) -> argparse.ArgumentParser:
+    """A parser with the options every service shares."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{service}", description=description)
+    option(parser, "--host", env="ACE_HOST", cast=str, default="[::]", help="address to listen on")
+    option(
+        parser,
+        "--port",
+        env=f"ACE_{service.upper()}_PORT",
+        cast=int,
+        default=DEFAULT_PORTS[service],
+        help="port to listen on (0 picks a free one)",
+    )
+    option(
+        parser, "--grace-s", env="ACE_GRACE_S", cast=float, default=5.0, help="seconds in-flight calls get on SIGTERM"
+    )
+    option(
+        parser,
+        "--log-format",
+        env="ACE_LOG_FORMAT",
+        cast=str,
+        default="",
+        help="console or json (default: by terminal)",
+    )
+    option(parser, "--log-level", env="ACE_LOG_LEVEL", cast=str, default="info", help="debug, info, warning or error")
+    return parser
+
+
+def add_address(parser: argparse.ArgumentParser, service: str) -> None:
+    """Adds --<service>-addr, the address of a service this one calls."""
+    option(
+        parser,
+        f"--{service.replace('_', '-')}-addr",
+        env=ADDR_ENV[service],
+        cast=str,
+        default=f"localhost:{DEFAULT_PORTS[service]}",
+        help=f"address of the {service.replace('_', ' ')}",
+    )
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, build: Callable[[argparse.Namespace], T]) -> T:
+    """Parses and builds the config; a ConfigError ends the process with a
+    message that names the setting."""
+    args = parser.parse_args(argv)
+    try:
+        return build(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
