@@ -22,10 +22,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 setup: $(STAMP) ## create .venv with the pinned dependencies
 
 run: $(STAMP) ## start the four services, train and publish a model, stream the demo scenario
-	$(PY) -m services.demo
+	$(PY) -m tools.demo
 
 up: $(STAMP) ## start the four services and keep them running (Ctrl-C or `make down` stops them)
-	$(PY) -m services.up --run-dir $(RUN_DIR)
+	$(PY) -m tools.up --run-dir $(RUN_DIR)
 
 down: ## stop what `make up` started
 	@if [ -f $(RUN_DIR)/up.pid ]; then kill -TERM $$(cat $(RUN_DIR)/up.pid) 2>/dev/null && echo "stopping ACE (pid $$(cat $(RUN_DIR)/up.pid))" || echo "ACE was not running"; else echo "ACE was not running"; fi

@@ -56,7 +56,7 @@ class DecideRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("request_id", "backend_id", "action", "predicted_latency_ms", "reason", "model_version", "fallbacks", "basis", "breaker_state", "as_of")
+    __slots__ = ("request_id", "backend_id", "action", "predicted_latency_ms", "reason", "model_version", "fallbacks", "basis", "breaker_state", "as_of", "skipped")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class Decision(_message.Message):
     BASIS_FIELD_NUMBER: _ClassVar[int]
     BREAKER_STATE_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     backend_id: str
     action: Action
@@ -77,7 +78,8 @@ class Decision(_message.Message):
     basis: DecisionBasis
     breaker_state: BreakerState
     as_of: _timestamp_pb2.Timestamp
-    def __init__(self, request_id: _Optional[str] = ..., backend_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., predicted_latency_ms: _Optional[float] = ..., reason: _Optional[str] = ..., model_version: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    skipped: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., backend_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., predicted_latency_ms: _Optional[float] = ..., reason: _Optional[str] = ..., model_version: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetRoutingTableRequest(_message.Message):
     __slots__ = ()

@@ -60,7 +60,7 @@ def _wrap_stream(behavior: Callable[..., Iterator[Any]], method: str) -> Callabl
     return handler
 
 
-class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(grpc.ServerInterceptor):
     """Maps AceError subclasses to their status and anything unexpected to
     INTERNAL, logged once with its traceback and never shown to the client."""
 

@@ -32,6 +32,10 @@ class RunningServer:
     port: int
     service_name: str
     health: health.HealthServicer
+    # Run after health says NOT_SERVING and before the server stops: end
+    # endless streams here so they do not hold the grace period.
+    on_closing: list[Callable[[], None]] = field(default_factory=list)
+    # Run once the server has stopped: release what the service holds.
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     def set_serving(self, serving: bool) -> None:
@@ -43,6 +47,8 @@ class RunningServer:
         """Says NOT_SERVING to every health watcher, lets calls in flight
         finish within the grace period, then runs the stop hooks."""
         self.health.enter_graceful_shutdown()
+        for hook in self.on_closing:
+            hook()
         self.server.stop(grace_s).wait()
         for hook in self.on_stop:
             hook()

@@ -1,0 +1,120 @@
+"""The router's settings: flags, ACE_* variables, defaults."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.common import config
+from services.common.config import option, require
+from services.router.policy import Settings
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    host: str
+    port: int
+    grace_s: float
+    log_format: str
+    log_level: str
+    feature_store_addr: str
+    predictor_addr: str
+    policy: Settings
+    predict_timeout_s: float
+
+
+def parser() -> argparse.ArgumentParser:
+    p = config.service_parser("router", "ACE router: picks a backend per request from forecast-driven breakers.")
+    config.add_address(p, "feature_store")
+    config.add_address(p, "predictor")
+    defaults = Settings()
+    option(
+        p,
+        "--threshold-ms",
+        env="ACE_THRESHOLD_MS",
+        cast=float,
+        default=defaults.threshold_ms,
+        help="latency SLO a breaker opens at",
+    )
+    option(
+        p,
+        "--horizon-s",
+        env="ACE_HORIZON_S",
+        cast=float,
+        default=defaults.horizon_s,
+        help="forecast horizon, used when the model does not state one",
+    )
+    option(
+        p,
+        "--hysteresis",
+        env="ACE_HYSTERESIS",
+        cast=float,
+        default=defaults.hysteresis,
+        help="a breaker closes below threshold x (1 - hysteresis)",
+    )
+    option(
+        p,
+        "--min-open-s",
+        env="ACE_MIN_OPEN_S",
+        cast=float,
+        default=defaults.min_open_s,
+        help="event-time seconds a breaker stays open at least",
+    )
+    option(
+        p,
+        "--recovery-s",
+        env="ACE_RECOVERY_S",
+        cast=float,
+        default=defaults.recovery_s,
+        help="event-time seconds a half-open breaker must stay low to close",
+    )
+    option(
+        p,
+        "--cold-start-points",
+        env="ACE_COLD_START_POINTS",
+        cast=int,
+        default=defaults.cold_start_points,
+        help="points a backend needs before its forecast is trusted",
+    )
+    option(
+        p,
+        "--predict-timeout-s",
+        env="ACE_PREDICT_TIMEOUT_S",
+        cast=float,
+        default=1.0,
+        help="deadline of the router's calls to the predictor",
+    )
+    return p
+
+
+def build(args: argparse.Namespace) -> RouterConfig:
+    require(args.threshold_ms > 0, f"--threshold-ms must be > 0, got {args.threshold_ms}")
+    require(args.horizon_s > 0, f"--horizon-s must be > 0, got {args.horizon_s}")
+    require(0 <= args.hysteresis < 1, f"--hysteresis must be in [0, 1), got {args.hysteresis}")
+    require(args.min_open_s >= 0, f"--min-open-s must be >= 0, got {args.min_open_s}")
+    require(args.recovery_s >= 0, f"--recovery-s must be >= 0, got {args.recovery_s}")
+    require(args.cold_start_points >= 1, f"--cold-start-points must be >= 1, got {args.cold_start_points}")
+    require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
+    return RouterConfig(
+        host=args.host,
+        port=args.port,
+        grace_s=args.grace_s,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        feature_store_addr=args.feature_store_addr,
+        predictor_addr=args.predictor_addr,
+        policy=Settings(
+            threshold_ms=args.threshold_ms,
+            hysteresis=args.hysteresis,
+            min_open_s=args.min_open_s,
+            recovery_s=args.recovery_s,
+            cold_start_points=args.cold_start_points,
+            horizon_s=args.horizon_s,
+        ),
+        predict_timeout_s=args.predict_timeout_s,
+    )
+
+
+def load(argv: Sequence[str] | None = None) -> RouterConfig:
+    return config.parse(parser(), argv, build)

@@ -1,0 +1,175 @@
+"""The routing policy: one breaker per backend, driven by the forecast, and
+the choice of a backend among candidates. Plain values only, so the router
+server, the client library and the benchmarks all run this same code."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class State(enum.Enum):
+    # The risk is below the threshold: the backend takes its share.
+    CLOSED = "CLOSED"
+    # The risk reached the threshold: traffic is moved away.
+    OPEN = "OPEN"
+    # The risk fell below the lower mark after being open: the backend takes
+    # every other request of its share until it has stayed low for the
+    # recovery time.
+    HALF_OPEN = "HALF_OPEN"
+
+
+class Basis(enum.Enum):
+    # The model's forecast of the worst latency over the horizon.
+    FORECAST = "FORECAST"
+    # The observed latency: the predictor is down or has no model.
+    OBSERVED_LATENCY = "OBSERVED_LATENCY"
+    # Too few points in the window to trust any figure.
+    COLD_START = "COLD_START"
+    # Nothing is known about the candidates.
+    NO_TELEMETRY = "NO_TELEMETRY"
+
+
+class Action(enum.Enum):
+    PRIMARY = "PRIMARY"
+    REROUTE = "REROUTE"
+    ROUND_ROBIN = "ROUND_ROBIN"
+    LAST_RESORT = "LAST_RESORT"
+
+
+@dataclass(frozen=True)
+class Settings:
+    threshold_ms: float = 300.0
+    # The breaker closes only below threshold x (1 - hysteresis).
+    hysteresis: float = 0.15
+    # Event time a breaker stays open before it may half-open.
+    min_open_s: float = 30.0
+    # Event time the risk must stay below the lower mark while half-open.
+    recovery_s: float = 60.0
+    # A backend with fewer points in its window is cold.
+    cold_start_points: int = 5
+    horizon_s: float = 300.0
+
+    @property
+    def close_below_ms(self) -> float:
+        return self.threshold_ms * (1.0 - self.hysteresis)
+
+
+@dataclass
+class Breaker:
+    state: State = State.CLOSED
+    # Event time of the last transition (or of the first observation).
+    since: float = 0.0
+
+    def observe(self, risk_ms: float, at: float, settings: Settings) -> State | None:
+        """Feeds one risk figure at one event time; returns the new state when
+        the breaker changed. Every transition happens here."""
+        new: State | None = None
+        if self.state is State.CLOSED:
+            if risk_ms >= settings.threshold_ms:
+                new = State.OPEN
+        elif self.state is State.OPEN:
+            if risk_ms < settings.close_below_ms and at - self.since >= settings.min_open_s:
+                new = State.HALF_OPEN
+        elif risk_ms >= settings.close_below_ms:
+            new = State.OPEN
+        elif at - self.since >= settings.recovery_s:
+            new = State.CLOSED
+        if new is not None:
+            self.state = new
+            self.since = at
+        return new
+
+
+@dataclass
+class Candidate:
+    """What the choice needs to know about one backend."""
+
+    backend_id: str
+    state: State
+    cold: bool
+    points: int
+    # The figure the breaker runs on (forecast or observed); None when unknown.
+    risk_ms: float | None
+    basis: Basis
+    # Half-open backends take every other turn; this says whether this one is due.
+    probe_due: bool = True
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend_id: str
+    action: Action
+    reason: str
+    fallbacks: tuple[str, ...]
+    # Backends whose turn it was, passed over because of their breaker.
+    skipped: tuple[str, ...] = ()
+
+
+def _ms(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.0f} ms"
+
+
+def _risk_word(c: Candidate) -> str:
+    return "observed" if c.basis is Basis.OBSERVED_LATENCY else "forecast"
+
+
+def _eligible(c: Candidate) -> bool:
+    return c.cold or c.state is State.CLOSED or (c.state is State.HALF_OPEN and c.probe_due)
+
+
+def _fallback_rank(c: Candidate) -> tuple[int, float]:
+    tier = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 3}[c.state]
+    if c.cold:
+        tier = 2
+    return tier, c.risk_ms if c.risk_ms is not None else 0.0
+
+
+def choose(candidates: Sequence[Candidate], turn: int, settings: Settings) -> Choice:
+    """Round robin over the candidates, skipping backends whose breaker is
+    open. `turn` is the caller's rotation counter. The rotation decides whose
+    turn it is; the breakers decide whether that backend may take it, and if
+    not, the next eligible backend in the rotation does, so a drained
+    backend's share spreads evenly instead of piling onto one."""
+    if not candidates:
+        raise ValueError("choose needs at least one candidate")
+    n = len(candidates)
+    start = turn % n
+    primary = candidates[start]
+    chosen: Candidate | None = None
+    skipped: list[str] = []
+    for step in range(n):
+        c = candidates[(start + step) % n]
+        if _eligible(c):
+            chosen = c
+            break
+        skipped.append(c.backend_id)
+    if chosen is None:
+        chosen = min(candidates, key=lambda c: c.risk_ms if c.risk_ms is not None else float("inf"))
+        action = Action.LAST_RESORT
+        reason = (
+            f"every candidate's breaker is open; {chosen.backend_id} has the lowest {_risk_word(chosen)} "
+            f"({_ms(chosen.risk_ms)} against {settings.threshold_ms:.0f} ms)"
+        )
+    elif chosen.cold:
+        action = Action.ROUND_ROBIN
+        reason = f"{chosen.backend_id} is cold ({chosen.points} of {settings.cold_start_points} points): round robin"
+        if chosen is not primary:
+            reason += f"; {primary.backend_id} skipped, breaker {primary.state.value}"
+    elif chosen is primary:
+        action = Action.PRIMARY
+        reason = (
+            f"{chosen.backend_id} next in rotation, {_risk_word(chosen)} {_ms(chosen.risk_ms)} "
+            f"below {settings.threshold_ms:.0f} ms"
+        )
+    else:
+        action = Action.REROUTE
+        reason = (
+            f"{primary.backend_id} breaker {primary.state.value} ({_risk_word(primary)} {_ms(primary.risk_ms)}, "
+            f"threshold {settings.threshold_ms:.0f} ms within {settings.horizon_s:.0f} s); "
+            f"sent to {chosen.backend_id} ({_risk_word(chosen)} {_ms(chosen.risk_ms)})"
+        )
+    rest = sorted((c for c in candidates if c is not chosen), key=_fallback_rank)
+    skipped_before = tuple(b for b in skipped if b != chosen.backend_id)
+    return Choice(chosen.backend_id, action, reason, tuple(c.backend_id for c in rest), skipped_before)

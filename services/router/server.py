@@ -1,0 +1,155 @@
+"""The Router servicer: converts between protobuf and the table's plain
+values. Starting it also starts the sync loop that feeds the table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from ace.v1 import router_pb2, router_pb2_grpc
+from services.common.serving import RunningServer, start_server
+from services.common.timeutil import set_timestamp
+from services.router import risk
+from services.router.config import RouterConfig
+from services.router.policy import Action, Basis, State
+from services.router.sync import TableSync
+from services.router.table import STATUS_KEY, Entry, RoutingTable
+
+SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
+WATCH_POLL_S = 0.5
+
+ACTION = {
+    Action.PRIMARY: router_pb2.PRIMARY,
+    Action.REROUTE: router_pb2.REROUTE,
+    Action.ROUND_ROBIN: router_pb2.ROUND_ROBIN,
+    Action.LAST_RESORT: router_pb2.LAST_RESORT,
+}
+STATE = {State.CLOSED: router_pb2.CLOSED, State.OPEN: router_pb2.OPEN, State.HALF_OPEN: router_pb2.HALF_OPEN}
+BASIS = {
+    Basis.FORECAST: router_pb2.FORECAST,
+    Basis.OBSERVED_LATENCY: router_pb2.OBSERVED_LATENCY,
+    Basis.COLD_START: router_pb2.COLD_START,
+    Basis.NO_TELEMETRY: router_pb2.NO_TELEMETRY,
+}
+
+
+class RouterServicer(router_pb2_grpc.RouterServicer):
+    def __init__(self, table: RoutingTable) -> None:
+        self._table = table
+
+    def Decide(self, request: router_pb2.DecideRequest, context: grpc.ServicerContext) -> router_pb2.Decision:
+        decided = self._table.decide(request.candidates)
+        choice, entry = decided.choice, decided.entry
+        reason = choice.reason
+        if entry is not None and not self._table.feature_store_connected:
+            reason += "; feature store unreachable: deciding on the last known table"
+        decision = router_pb2.Decision(
+            request_id=request.request_id,
+            backend_id=choice.backend_id,
+            action=ACTION[choice.action],
+            reason=reason,
+            model_version=decided.model_version,
+            fallbacks=choice.fallbacks,
+            skipped=choice.skipped,
+            basis=BASIS[decided.basis],
+        )
+        if entry is not None:
+            decision.predicted_latency_ms = entry.risk_ms or 0.0
+            decision.breaker_state = STATE[entry.breaker.state]
+            set_timestamp(decision.as_of, entry.as_of)
+        return decision
+
+    def GetRoutingTable(
+        self, request: router_pb2.GetRoutingTableRequest, context: grpc.ServicerContext
+    ) -> router_pb2.RoutingTable:
+        return self._message(self._table.entries(), partial=False)
+
+    def WatchRoutingTable(
+        self, request: router_pb2.WatchRoutingTableRequest, context: grpc.ServicerContext
+    ) -> Iterator[router_pb2.RoutingTable]:
+        subscription = self._table.changes.subscribe()
+        try:
+            yield self._message(self._table.entries(), partial=False)
+            while context.is_active():
+                changed = subscription.wait(WATCH_POLL_S)
+                if changed is None:
+                    return
+                if changed:
+                    changed.discard(STATUS_KEY)
+                    yield self._message(self._table.entries(sorted(changed)), partial=True)
+        finally:
+            subscription.close()
+
+    def GetRiskReport(
+        self, request: router_pb2.GetRiskReportRequest, context: grpc.ServicerContext
+    ) -> router_pb2.RiskReport:
+        table = self._table
+        model = table.model
+        risks = risk.report(table.entries(), model, table.settings)
+        out = router_pb2.RiskReport(
+            horizon_s=model.horizon_s or table.settings.horizon_s,
+            threshold_ms=table.settings.threshold_ms,
+            model_version=model.version if table.predictor_available else "",
+            backends_at_risk=sum(r.breaches for r in risks),
+        )
+        set_timestamp(out.as_of, table.as_of)
+        for r in risks:
+            out.backends.add(
+                backend_id=r.backend_id,
+                predicted_latency_ms=r.predicted_ms,
+                observed_latency_ms=r.observed_ms,
+                breaches=r.breaches,
+                headroom_ms=r.headroom_ms,
+                state=STATE[r.state],
+                basis=BASIS[r.basis],
+                drivers=[
+                    router_pb2.RiskDriver(feature=d.feature, value=d.value, z_score=d.z_score, weight=d.weight)
+                    for d in r.drivers
+                ],
+            )
+        return out
+
+    def _message(self, entries: list[Entry], *, partial: bool) -> router_pb2.RoutingTable:
+        table = self._table
+        out = router_pb2.RoutingTable(
+            partial=partial,
+            model_version=table.model.version if table.predictor_available else "",
+            threshold_ms=table.settings.threshold_ms,
+            horizon_s=table.model.horizon_s or table.settings.horizon_s,
+            predictor_available=table.predictor_available,
+            feature_store_connected=table.feature_store_connected,
+        )
+        for e in entries:
+            route = out.backends.add(
+                backend_id=e.backend_id,
+                state=STATE[e.breaker.state],
+                predicted_latency_ms=e.predicted_ms or 0.0,
+                observed_latency_ms=e.observed_ms,
+                points_in_window=e.points,
+                cold=e.points < table.settings.cold_start_points,
+                basis=BASIS[e.basis],
+            )
+            set_timestamp(route.as_of, e.as_of)
+            set_timestamp(route.state_since, e.breaker.since)
+        return out
+
+
+def start(config: RouterConfig) -> RunningServer:
+    table = RoutingTable(config.policy)
+    feature_store = grpc.insecure_channel(config.feature_store_addr)
+    predictor = grpc.insecure_channel(config.predictor_addr)
+    sync = TableSync(table, feature_store, predictor, predict_timeout_s=config.predict_timeout_s)
+    running = start_server(
+        host=config.host,
+        port=config.port,
+        service_name=SERVICE_NAME,
+        register=lambda server: router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(table), server),
+        serving=True,
+    )
+    sync.start()
+    running.on_closing.append(table.changes.close)
+    running.on_closing.append(sync.stop)
+    running.on_stop.append(feature_store.close)
+    running.on_stop.append(predictor.close)
+    return running

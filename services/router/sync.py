@@ -1,0 +1,127 @@
+"""Keeps the routing table current: watches the feature store, asks the
+predictor for forecasts of the backends whose features changed (one batched
+call), and applies both to the table. Runs in its own thread so that Decide
+never waits on the network. A broken watch is reopened with backoff; a
+predictor that fails leaves the table on observed latency until it answers
+again."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+
+import grpc
+import numpy as np
+import structlog
+
+from ace.v1 import feature_store_pb2, feature_store_pb2_grpc, predictor_pb2, predictor_pb2_grpc, telemetry_pb2
+from services.common.features import FEATURE_NAMES
+from services.common.timeutil import to_seconds
+from services.router.table import ModelFacts, RoutingTable, Update
+
+_log = structlog.get_logger("router.sync")
+
+LATENCY_INDEX = FEATURE_NAMES.index("latency_ms")
+
+
+class TableSync:
+    def __init__(
+        self,
+        table: RoutingTable,
+        feature_store: grpc.Channel,
+        predictor: grpc.Channel,
+        *,
+        predict_timeout_s: float = 1.0,
+        max_backoff_s: float = 2.0,
+    ) -> None:
+        self._table = table
+        self._features = feature_store_pb2_grpc.FeatureStoreStub(feature_store)
+        self._predictor = predictor_pb2_grpc.PredictorStub(predictor)
+        self._predict_timeout_s = predict_timeout_s
+        self._max_backoff_s = max_backoff_s
+        self._stop = threading.Event()
+        self._call: grpc.Future | None = None
+        self._thread = threading.Thread(target=self._run, name="router-sync", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                call = self._features.WatchFeatures(feature_store_pb2.WatchFeaturesRequest())
+                self._call = call
+                if self._stop.is_set():
+                    call.cancel()
+                for response in call:
+                    self._table.set_status(feature_store_connected=True)
+                    backoff = 0.05
+                    self.apply(response.vectors)
+            except grpc.RpcError as exc:
+                if not self._stop.is_set():
+                    _log.debug("watch_broken", code=str(exc.code()))
+            self._table.set_status(feature_store_connected=False)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self._max_backoff_s)
+
+    def apply(self, vectors: Sequence[telemetry_pb2.FeatureVector]) -> None:
+        """Forecasts the warm vectors and applies everything to the table."""
+        if not vectors:
+            return
+        cold_below = self._table.settings.cold_start_points
+        warm = [v for v in vectors if v.points_in_window >= cold_below]
+        forecasts = self._forecast(warm) if warm else {}
+        updates = [
+            Update(
+                backend_id=v.backend_id,
+                as_of=to_seconds(v.as_of),
+                points=v.points_in_window,
+                observed_ms=v.values[LATENCY_INDEX] if len(v.values) > LATENCY_INDEX else 0.0,
+                predicted_ms=forecasts.get(v.backend_id),
+                features=np.asarray(v.values, dtype=np.float64),
+            )
+            for v in vectors
+        ]
+        self._table.apply(updates)
+
+    def _forecast(self, vectors: Iterable[telemetry_pb2.FeatureVector]) -> dict[str, float]:
+        try:
+            response = self._predictor.Predict(
+                predictor_pb2.PredictRequest(vectors=vectors), timeout=self._predict_timeout_s
+            )
+        except grpc.RpcError as exc:
+            if self._table.predictor_available:
+                _log.warning("predict_failed", code=str(exc.code()), details=exc.details())
+            self._table.set_status(predictor_available=False)
+            return {}
+        if response.model_version != self._table.model.version:
+            self._table.set_status(model=self._model_facts(response.model_version))
+        self._table.set_status(predictor_available=True)
+        return {p.backend_id: p.predicted_latency_ms for p in response.predictions}
+
+    def _model_facts(self, version: str) -> ModelFacts:
+        try:
+            info = self._predictor.GetActiveModel(
+                predictor_pb2.GetActiveModelRequest(), timeout=self._predict_timeout_s
+            )
+        except grpc.RpcError:
+            return ModelFacts(version=version)
+        meta = info.metadata
+        if meta.version != version:
+            return ModelFacts(version=version)
+        return ModelFacts(
+            version=version,
+            horizon_s=meta.horizon_s,
+            feature_names=tuple(meta.feature_names),
+            importances=dict(meta.feature_importances),
+            means=tuple(meta.feature_means),
+            stds=tuple(meta.feature_stds),
+        )

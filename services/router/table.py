@@ -1,0 +1,220 @@
+"""The routing table: what the router knows about each backend, its breaker,
+and the decisions made from it. Updated by the sync loop, read by Decide; a
+decision is a lookup under one short lock, never a network call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from services.common.changes import ChangeFeed
+from services.common.errors import FailedPrecondition, InvalidInput
+from services.router.policy import Action, Basis, Breaker, Candidate, Choice, Settings, State, choose
+
+_log = structlog.get_logger("router")
+
+# Key published on the change feed when table-wide status (model, links) changes.
+STATUS_KEY = ""
+
+
+@dataclass(frozen=True)
+class Update:
+    """One backend's new features, and the forecast for them if there is one."""
+
+    backend_id: str
+    as_of: float
+    points: int
+    observed_ms: float
+    predicted_ms: float | None
+    features: npt.NDArray[np.float64] | None = None
+
+
+@dataclass
+class Entry:
+    backend_id: str
+    breaker: Breaker
+    as_of: float = 0.0
+    points: int = 0
+    observed_ms: float = 0.0
+    predicted_ms: float | None = None
+    basis: Basis = Basis.COLD_START
+    features: npt.NDArray[np.float64] | None = None
+    # Counts the turns a half-open backend was due, so it takes every other one.
+    half_open_turns: int = 0
+
+    @property
+    def risk_ms(self) -> float | None:
+        if self.basis is Basis.FORECAST:
+            return self.predicted_ms
+        if self.basis is Basis.OBSERVED_LATENCY:
+            return self.observed_ms
+        return None
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the router keeps about the active model, to explain risks."""
+
+    version: str = ""
+    horizon_s: float = 0.0
+    feature_names: tuple[str, ...] = ()
+    importances: dict[str, float] = field(default_factory=dict)
+    means: tuple[float, ...] = ()
+    stds: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decided:
+    choice: Choice
+    entry: Entry | None
+    basis: Basis
+    model_version: str
+
+
+class RoutingTable:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.changes = ChangeFeed()
+        self._lock = threading.Lock()
+        self._entries: dict[str, Entry] = {}
+        self._turn = 0
+        self.model = ModelFacts()
+        self.predictor_available = False
+        self.feature_store_connected = False
+        # Event time of the newest telemetry the table has seen.
+        self.as_of = 0.0
+
+    # --- writers (the sync loop) ---
+
+    def apply(self, updates: Sequence[Update]) -> None:
+        changed: list[str] = []
+        with self._lock:
+            for u in updates:
+                entry = self._entries.get(u.backend_id)
+                if entry is None:
+                    entry = Entry(u.backend_id, Breaker(since=u.as_of))
+                    self._entries[u.backend_id] = entry
+                    _log.info("backend_added", backend=u.backend_id)
+                entry.as_of, entry.points, entry.observed_ms = u.as_of, u.points, u.observed_ms
+                entry.predicted_ms, entry.features = u.predicted_ms, u.features
+                self.as_of = max(self.as_of, u.as_of)
+                if u.points < self.settings.cold_start_points:
+                    entry.basis = Basis.COLD_START
+                else:
+                    entry.basis = Basis.FORECAST if u.predicted_ms is not None else Basis.OBSERVED_LATENCY
+                    self._drive(entry)
+                changed.append(u.backend_id)
+        self.changes.publish(changed)
+
+    def _drive(self, entry: Entry) -> None:
+        risk = entry.risk_ms
+        assert risk is not None  # warm entries always carry a figure
+        old = entry.breaker.state
+        new = entry.breaker.observe(risk, entry.as_of, self.settings)
+        if new is not None:
+            entry.half_open_turns = 0
+            _log.info(
+                "breaker_transition",
+                backend=entry.backend_id,
+                from_state=old.value,
+                to_state=new.value,
+                risk_ms=round(risk, 1),
+                basis=entry.basis.value,
+                event_time=entry.as_of,
+            )
+
+    def set_status(
+        self,
+        *,
+        predictor_available: bool | None = None,
+        feature_store_connected: bool | None = None,
+        model: ModelFacts | None = None,
+    ) -> None:
+        changed = False
+        with self._lock:
+            if predictor_available is not None and predictor_available != self.predictor_available:
+                self.predictor_available = predictor_available
+                _log.info("predictor_available" if predictor_available else "predictor_unavailable")
+                changed = True
+            if feature_store_connected is not None and feature_store_connected != self.feature_store_connected:
+                self.feature_store_connected = feature_store_connected
+                _log.info("feature_store_connected" if feature_store_connected else "feature_store_disconnected")
+                changed = True
+            if model is not None and model.version != self.model.version:
+                self.model = model
+                _log.info("model_changed", version=model.version)
+                changed = True
+        if changed:
+            self.changes.publish([STATUS_KEY])
+
+    # --- readers ---
+
+    def entries(self, backend_ids: Sequence[str] | None = None) -> list[Entry]:
+        """Copies of the entries, sorted by backend id."""
+        with self._lock:
+            ids = sorted(self._entries) if backend_ids is None else sorted(i for i in backend_ids if i in self._entries)
+            return [_copy(self._entries[i]) for i in ids]
+
+    def decide(self, candidates: Sequence[str]) -> Decided:
+        for i, backend_id in enumerate(candidates):
+            if not backend_id:
+                raise InvalidInput(f"candidates[{i}]: must not be empty")
+        if len(set(candidates)) != len(candidates):
+            raise InvalidInput("candidates: each backend may appear once")
+        with self._lock:
+            if not self._entries:
+                return self._decide_blind(candidates)
+            names = list(candidates) if candidates else sorted(self._entries)
+            for i, backend_id in enumerate(names):
+                if backend_id not in self._entries:
+                    raise InvalidInput(f"candidates[{i}]: unknown backend {backend_id!r}")
+            entries = [self._entries[b] for b in names]
+            turn = self._turn
+            self._turn += 1
+            choice = choose([self._candidate(e) for e in entries], turn, self.settings)
+            primary = entries[turn % len(entries)]
+            if primary.breaker.state is State.HALF_OPEN and not primary.points < self.settings.cold_start_points:
+                primary.half_open_turns += 1
+            chosen = self._entries[choice.backend_id]
+            model_version = self.model.version if chosen.basis is Basis.FORECAST else ""
+            return Decided(choice, _copy(chosen), chosen.basis, model_version)
+
+    def _decide_blind(self, candidates: Sequence[str]) -> Decided:
+        if not candidates:
+            raise FailedPrecondition("candidates: empty, and no backend is known yet (no telemetry received)")
+        turn = self._turn
+        self._turn += 1
+        pick = candidates[turn % len(candidates)]
+        rest = tuple(c for c in candidates if c != pick)
+        reason = "no telemetry received yet for any backend: round robin over the candidates as given"
+        return Decided(Choice(pick, Action.ROUND_ROBIN, reason, rest), None, Basis.NO_TELEMETRY, "")
+
+    def _candidate(self, e: Entry) -> Candidate:
+        return Candidate(
+            backend_id=e.backend_id,
+            state=e.breaker.state,
+            cold=e.points < self.settings.cold_start_points,
+            points=e.points,
+            risk_ms=e.risk_ms,
+            basis=e.basis,
+            probe_due=e.half_open_turns % 2 == 0,
+        )
+
+
+def _copy(e: Entry) -> Entry:
+    return Entry(
+        backend_id=e.backend_id,
+        breaker=Breaker(e.breaker.state, e.breaker.since),
+        as_of=e.as_of,
+        points=e.points,
+        observed_ms=e.observed_ms,
+        predicted_ms=e.predicted_ms,
+        basis=e.basis,
+        features=e.features,
+        half_open_turns=e.half_open_turns,
+    )

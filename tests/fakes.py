@@ -1,0 +1,89 @@
+"""Small in-process stand-ins for the feature store and the predictor, served
+on real ports, for testing the router's handling of its dependencies."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterator
+from concurrent import futures
+
+import grpc
+
+from ace.v1 import (
+    feature_store_pb2,
+    feature_store_pb2_grpc,
+    predictor_pb2,
+    predictor_pb2_grpc,
+    telemetry_pb2,
+)
+from services.common.features import FEATURE_NAMES, N_FEATURES, SCHEMA_VERSION
+from services.common.timeutil import to_timestamp
+
+
+def vector(backend_id: str, t: float, latency_ms: float, points: int = 30) -> telemetry_pb2.FeatureVector:
+    values = [0.0] * N_FEATURES
+    values[FEATURE_NAMES.index("latency_ms")] = latency_ms
+    return telemetry_pb2.FeatureVector(
+        backend_id=backend_id,
+        schema_version=SCHEMA_VERSION,
+        values=values,
+        as_of=to_timestamp(t),
+        points_in_window=points,
+    )
+
+
+class FakeFeatureStore(feature_store_pb2_grpc.FeatureStoreServicer):
+    """WatchFeatures sends whatever the test puts on `batches`."""
+
+    def __init__(self) -> None:
+        self.batches: queue.Queue[list[telemetry_pb2.FeatureVector] | None] = queue.Queue()
+
+    def WatchFeatures(self, request, context) -> Iterator[feature_store_pb2.GetFeaturesResponse]:
+        yield feature_store_pb2.GetFeaturesResponse(feature_names=FEATURE_NAMES, schema_version=SCHEMA_VERSION)
+        while context.is_active():
+            try:
+                batch = self.batches.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if batch is None:
+                return
+            yield feature_store_pb2.GetFeaturesResponse(
+                feature_names=FEATURE_NAMES, schema_version=SCHEMA_VERSION, vectors=batch
+            )
+
+
+class FakePredictor(predictor_pb2_grpc.PredictorServicer):
+    """Predicts `forecast(backend_id, observed latency)`; aborts with
+    UNAVAILABLE while `down` is set."""
+
+    def __init__(self, forecast: Callable[[str, float], float], version: str = "fake-1") -> None:
+        self.forecast = forecast
+        self.version = version
+        self.down = False
+
+    def Predict(self, request, context) -> predictor_pb2.PredictResponse:
+        if self.down:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "predictor down for the test")
+        index = FEATURE_NAMES.index("latency_ms")
+        return predictor_pb2.PredictResponse(
+            model_version=self.version,
+            predictions=[
+                predictor_pb2.Prediction(
+                    backend_id=v.backend_id, predicted_latency_ms=self.forecast(v.backend_id, v.values[index])
+                )
+                for v in request.vectors
+            ],
+        )
+
+    def GetActiveModel(self, request, context) -> predictor_pb2.ModelInfo:
+        return predictor_pb2.ModelInfo(
+            metadata=predictor_pb2.ModelMetadata(version=self.version, horizon_s=300), active=True
+        )
+
+
+def serve(register: Callable[[grpc.Server], None]) -> tuple[grpc.Server, int]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    register(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port

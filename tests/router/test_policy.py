@@ -1,0 +1,99 @@
+import pytest
+
+from services.router.policy import Action, Basis, Breaker, Candidate, Settings, State, choose
+
+S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5)
+
+
+def warm(backend_id: str, risk: float, state: State = State.CLOSED, probe_due: bool = True) -> Candidate:
+    return Candidate(backend_id, state, cold=False, points=30, risk_ms=risk, basis=Basis.FORECAST, probe_due=probe_due)
+
+
+def cold(backend_id: str, points: int = 2) -> Candidate:
+    return Candidate(backend_id, State.CLOSED, cold=True, points=points, risk_ms=None, basis=Basis.COLD_START)
+
+
+class TestBreaker:
+    def test_opens_when_the_forecast_reaches_the_threshold(self):
+        b = Breaker(since=0)
+        assert b.observe(299.9, 10, S) is None
+        assert b.observe(300.0, 20, S) is State.OPEN
+        assert b.since == 20
+
+    def test_stays_open_inside_the_hysteresis_band(self):
+        b = Breaker(State.OPEN, since=0)
+        # 260 ms is below the threshold but above the lower mark of 255 ms.
+        assert b.observe(260, 100, S) is None
+        assert b.state is State.OPEN
+
+    def test_stays_open_for_the_minimum_time_even_when_low(self):
+        b = Breaker(State.OPEN, since=0)
+        assert b.observe(100, 29, S) is None
+        assert b.observe(100, 30, S) is State.HALF_OPEN
+
+    def test_half_open_closes_after_the_recovery_time(self):
+        b = Breaker(State.HALF_OPEN, since=100)
+        assert b.observe(200, 159, S) is None
+        assert b.observe(200, 160, S) is State.CLOSED
+
+    def test_half_open_reopens_above_the_lower_mark(self):
+        b = Breaker(State.HALF_OPEN, since=100)
+        assert b.observe(256, 110, S) is State.OPEN
+
+    def test_noise_around_the_threshold_does_not_flap(self):
+        b = Breaker(since=0)
+        transitions = [b.observe(risk, t * 10, S) for t, risk in enumerate([310, 290, 305, 295, 301, 280, 299])]
+        assert [x for x in transitions if x is not None] == [State.OPEN]
+
+
+class TestChoose:
+    def test_rotates_over_healthy_backends_as_primary(self):
+        cands = [warm("a", 100), warm("b", 120), warm("c", 110)]
+        picks = [choose(cands, turn, S) for turn in range(6)]
+        assert [p.backend_id for p in picks] == ["a", "b", "c", "a", "b", "c"]
+        assert {p.action for p in picks} == {Action.PRIMARY}
+
+    def test_cold_backends_are_served_round_robin(self):
+        cands = [cold("a"), cold("b")]
+        picks = [choose(cands, turn, S) for turn in range(4)]
+        assert [p.backend_id for p in picks] == ["a", "b", "a", "b"]
+        assert {p.action for p in picks} == {Action.ROUND_ROBIN}
+        assert "cold (2 of 5 points)" in picks[0].reason
+
+    def test_open_backend_is_skipped_and_its_share_spread(self):
+        cands = [warm("a", 100), warm("b", 120), warm("c", 420, State.OPEN)]
+        picks = [choose(cands, turn, S) for turn in range(6)]
+        assert "c" not in [p.backend_id for p in picks]
+        rerouted = [p for p in picks if p.action is Action.REROUTE]
+        assert len(rerouted) == 2
+        assert all("c breaker OPEN" in p.reason for p in rerouted)
+        assert [p.backend_id for p in rerouted] == ["a", "a"]
+        assert [p.skipped for p in rerouted] == [("c",), ("c",)]
+        assert all(p.skipped == () for p in picks if p.action is Action.PRIMARY)
+
+    def test_half_open_takes_every_other_turn(self):
+        due = choose([warm("a", 100), warm("b", 200, State.HALF_OPEN, probe_due=True)], 1, S)
+        skipped = choose([warm("a", 100), warm("b", 200, State.HALF_OPEN, probe_due=False)], 1, S)
+        assert (due.backend_id, due.action) == ("b", Action.PRIMARY)
+        assert (skipped.backend_id, skipped.action) == ("a", Action.REROUTE)
+
+    def test_all_open_picks_the_least_risky(self):
+        cands = [warm("a", 500, State.OPEN), warm("b", 350, State.OPEN), warm("c", 900, State.OPEN)]
+        pick = choose(cands, 0, S)
+        assert (pick.backend_id, pick.action) == ("b", Action.LAST_RESORT)
+        assert pick.skipped == ("a", "c")
+        assert pick.fallbacks == ("a", "c")
+
+    def test_fallbacks_put_healthy_first_and_open_last(self):
+        cands = [warm("a", 100), warm("b", 600, State.OPEN), cold("c"), warm("d", 90), warm("e", 200, State.HALF_OPEN)]
+        pick = choose(cands, 0, S)
+        assert pick.backend_id == "a"
+        assert pick.fallbacks == ("d", "e", "c", "b")
+
+    def test_observed_basis_is_named_in_the_reason(self):
+        c = Candidate("a", State.CLOSED, cold=False, points=30, risk_ms=120, basis=Basis.OBSERVED_LATENCY)
+        assert "observed 120 ms" in choose([c], 0, S).reason
+
+    def test_needs_a_candidate(self):
+        with pytest.raises(ValueError):
+            choose([], 0, S)

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+
+from services.common.errors import FailedPrecondition, InvalidInput
+from services.router.policy import Action, Basis, Settings, State
+from services.router.table import ModelFacts, RoutingTable, Update
+from services.router import risk
+
+S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5)
+
+
+def update(backend_id: str, t: float, predicted: float | None, points: int = 30, observed: float = 100.0) -> Update:
+    return Update(backend_id, as_of=t, points=points, observed_ms=observed, predicted_ms=predicted)
+
+
+def test_blind_router_answers_round_robin_over_the_candidates():
+    table = RoutingTable(S)
+    first, second = table.decide(["x", "y"]), table.decide(["x", "y"])
+    assert (first.choice.backend_id, second.choice.backend_id) == ("x", "y")
+    assert first.basis is Basis.NO_TELEMETRY
+    assert first.choice.action is Action.ROUND_ROBIN
+
+
+def test_blind_router_without_candidates_is_a_failed_precondition():
+    with pytest.raises(FailedPrecondition, match="candidates"):
+        RoutingTable(S).decide([])
+
+
+def test_unknown_empty_and_repeated_candidates_are_invalid():
+    table = RoutingTable(S)
+    table.apply([update("a", 10, 100)])
+    with pytest.raises(InvalidInput, match=r"candidates\[1\]: unknown backend 'nope'"):
+        table.decide(["a", "nope"])
+    with pytest.raises(InvalidInput, match=r"candidates\[0\]: must not be empty"):
+        table.decide([""])
+    with pytest.raises(InvalidInput, match="once"):
+        table.decide(["a", "a"])
+
+
+def test_forecast_drives_the_breaker_and_decisions_avoid_it():
+    table = RoutingTable(S)
+    table.apply([update("a", 10, 100), update("b", 10, 120)])
+    table.apply([update("b", 20, 340)])
+    entries = {e.backend_id: e for e in table.entries()}
+    assert entries["b"].breaker.state is State.OPEN
+    assert entries["b"].breaker.since == 20
+    picks = [table.decide([]) for _ in range(4)]
+    assert {p.choice.backend_id for p in picks} == {"a"}
+    assert [p.choice.action for p in picks] == [Action.PRIMARY, Action.REROUTE] * 2
+
+
+def test_cold_backend_does_not_drive_its_breaker():
+    table = RoutingTable(S)
+    table.apply([update("a", 10, 900, points=3)])
+    [entry] = table.entries()
+    assert entry.breaker.state is State.CLOSED
+    assert entry.basis is Basis.COLD_START
+    assert table.decide([]).choice.action is Action.ROUND_ROBIN
+
+
+def test_without_a_forecast_the_breaker_reacts_to_observed_latency():
+    table = RoutingTable(S)
+    table.apply([update("a", 10, None, observed=350), update("b", 10, None, observed=100)])
+    entries = {e.backend_id: e for e in table.entries()}
+    assert entries["a"].basis is Basis.OBSERVED_LATENCY
+    assert entries["a"].breaker.state is State.OPEN
+    decided = table.decide(["a", "b"])
+    assert decided.choice.backend_id == "b"
+    assert decided.basis is Basis.OBSERVED_LATENCY
+    assert decided.model_version == ""
+
+
+def test_changes_are_published_per_backend():
+    table = RoutingTable(S)
+    sub = table.changes.subscribe()
+    table.apply([update("a", 10, 100)])
+    table.apply([update("a", 20, 100), update("b", 20, 100)])
+    assert sub.wait(0) == {"a", "b"}
+    table.changes.close()
+    assert sub.wait(0) is None
+
+
+def test_risk_report_orders_by_forecast_and_explains_with_model_statistics():
+    table = RoutingTable(S)
+    names = ("load", "latency_ms")
+    model = ModelFacts("v1", 300, names, {"load": 0.8, "latency_ms": 0.2}, (50.0, 100.0), (10.0, 20.0))
+    table.apply(
+        [
+            Update("a", 10, 30, 110, 150, np.array([55.0, 110.0])),
+            Update("b", 10, 30, 200, 420, np.array([95.0, 200.0])),
+            Update("c", 10, 2, 90, None, np.array([40.0, 90.0])),
+        ]
+    )
+    risks = risk.report(table.entries(), model, S)
+    assert [r.backend_id for r in risks] == ["b", "a", "c"]
+    assert risks[0].breaches and not risks[1].breaches
+    assert risks[0].headroom_ms == pytest.approx(-120)
+    top = risks[0].drivers[0]
+    assert top.feature == "load"
+    assert top.z_score == pytest.approx(4.5)
+    assert top.weight == pytest.approx(0.8 * 4.5)
+    assert risks[2].drivers == ()

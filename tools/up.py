@@ -1,0 +1,77 @@
+"""`make up`: the four services on their default ports until Ctrl-C or
+`make down`. Model versions persist in the run directory; when the predictor
+has none yet, a first model is trained and published so the router has
+forecasts from the start."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import grpc
+
+from ace.v1 import predictor_pb2, predictor_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from services.common.config import DEFAULT_PORTS
+from tools.constellation import Constellation
+
+
+def bootstrap_model(constellation: Constellation) -> None:
+    with grpc.insecure_channel(constellation.addr("predictor")) as channel:
+        try:
+            info = predictor_pb2_grpc.PredictorStub(channel).GetActiveModel(
+                predictor_pb2.GetActiveModelRequest(), timeout=5
+            )
+            print(f"predictor restored model {info.metadata.version}")
+            return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+    print("no model yet: training one on synthetic history and publishing it ...")
+    with grpc.insecure_channel(constellation.addr("trainer")) as channel:
+        request = trainer_pb2.TrainRequest(synthetic=trainer_pb2.SyntheticSource(seed=1), publish=True)
+        for progress in trainer_pb2_grpc.TrainerStub(channel).Train(request, timeout=600):
+            if progress.HasField("result"):
+                r = progress.result
+                print(f"model {r.version}: published={r.published} {r.publish_error}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.up", description=__doc__)
+    parser.add_argument("--run-dir", default=".run", help="where logs, model versions and the pid file live")
+    parser.add_argument("--no-bootstrap", action="store_true", help="do not train a first model")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = run_dir / "up.pid"
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    constellation = Constellation(
+        run_dir, ports=dict(DEFAULT_PORTS), extra_args={"predictor": ["--model-dir", str(run_dir / "models")]}
+    )
+    with constellation:
+        pid_file.write_text(str(os.getpid()))
+        for name, proc in constellation.processes.items():
+            print(f"{name:<13} 127.0.0.1:{proc.port}  pid {proc.popen.pid}  log {proc.log_path}")
+        if not args.no_bootstrap:
+            bootstrap_model(constellation)
+        print("ACE is up. Try: grpcurl -plaintext localhost:50053 list   (Ctrl-C or `make down` stops it)")
+        stop.wait()
+        print("stopping ...")
+    pid_file.unlink(missing_ok=True)
+    codes = constellation.exit_codes
+    print(f"stopped: {codes}")
+    return 0 if all(c == 0 for c in codes.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
