@@ -17,8 +17,15 @@ def configure(service: str, fmt: str | None = None, level: str = "info") -> None
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    def add_service(_logger: object, _method: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+        # A processor rather than a context variable, so that events logged
+        # from gRPC worker threads carry it too.
+        event.setdefault("service", service)
+        return event
+
     structlog.configure(
         processors=[
+            add_service,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -29,4 +36,3 @@ def configure(service: str, fmt: str | None = None, level: str = "info") -> None
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(service=service)

@@ -1,0 +1,65 @@
+"""The predictor's settings, from flags and ACE_* variables."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common import config
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    host: str = "[::]"
+    port: int = config.DEFAULT_PORTS["predictor"]
+    grace_s: float = 5.0
+    log_format: str = ""
+    log_level: str = "info"
+    model_dir: Path = Path(".run/models")
+    max_model_bytes: int = 64 * MIB
+
+
+def parser() -> argparse.ArgumentParser:
+    p = config.service_parser("predictor", "Serves the active latency model and manages model versions.")
+    config.option(
+        p, "--model-dir", env="ACE_MODEL_DIR", cast=Path, default=Path(".run/models"), help="where versions are kept"
+    )
+    config.option(
+        p,
+        "--max-model-bytes",
+        env="ACE_MAX_MODEL_BYTES",
+        cast=int,
+        default=64 * MIB,
+        help="largest ONNX model PublishModel accepts, in bytes",
+    )
+    return p
+
+
+def build(args: argparse.Namespace) -> PredictorConfig:
+    config.require(0 <= args.port <= 65535, f"--port: must be in 0..65535, got {args.port}")
+    config.require(args.grace_s >= 0, f"--grace-s: must be >= 0, got {args.grace_s}")
+    config.require(args.max_model_bytes > 0, f"--max-model-bytes: must be > 0, got {args.max_model_bytes}")
+    config.require(
+        args.log_format in ("", "console", "json"), f"--log-format: console or json, got {args.log_format!r}"
+    )
+    config.require(
+        args.log_level in ("debug", "info", "warning", "error"),
+        f"--log-level: debug, info, warning or error, got {args.log_level!r}",
+    )
+    return PredictorConfig(
+        host=args.host,
+        port=args.port,
+        grace_s=args.grace_s,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        model_dir=args.model_dir,
+        max_model_bytes=args.max_model_bytes,
+    )
+
+
+def parse(argv: Sequence[str] | None = None) -> PredictorConfig:
+    return config.parse(parser(), argv, build)
