@@ -11,7 +11,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
             f"R2 {m.r2:.3f}, breach precision {m.breach_precision:.2f} recall {m.breach_recall:.2f} "
             f"on {m.test_rows} held-out rows"
         )
-        steps = stream_scenario(channels, args)
+        steps = stream_scenario(
+            channels, scenario_seed=args.scenario_seed, requests=args.requests, print_every=args.print_every
+        )
         for channel in channels.values():
             channel.close()
         summarise(steps, args.threshold_ms)
@@ -140,26 +142,39 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all(c == 0 for c in codes.values()) else 1
 
 
-def stream_scenario(channels: dict[str, grpc.Channel], args: argparse.Namespace) -> list[Step]:
-    history = synthetic.demo_scenario(args.scenario_seed)
+def stream_scenario(
+    channels: dict[str, grpc.Channel],
+    *,
+    scenario_seed: int = 11,
+    requests: int = 20,
+    print_every: int = 3,
+    echo: Callable[[str], None] = print,
+    until_s: float | None = None,
+) -> list[Step]:
+    """Streams the demo scenario step by step: ingest, wait until the
+    router's table shows the step, ask for `requests` decisions. `until_s`
+    stops early, that many event-time seconds into the scenario."""
+    history = synthetic.demo_scenario(scenario_seed)
     backends = [b.backend_id for b in history.backends]
     ingest = feature_store_pb2_grpc.FeatureStoreStub(channels["feature_store"])
     router = router_pb2_grpc.RouterStub(channels["router"])
     watcher = TableWatcher(router)
-    print(
+    echo(
         f"\nStreaming {len(history.points)} telemetry points of {len(backends)} backends "
         f"({history.points[-1].observed_at - synthetic.EPOCH:.0f} s of event time), "
-        f"{args.requests} routing decisions per 10 s step.\n"
+        f"{requests} routing decisions per 10 s step.\n"
         "Columns per backend: offered load, observed latency -> forecast of the worst latency in the next "
         "5 minutes, breaker state.\n"
     )
     header = f"{'event':>6} | " + " | ".join(f"{b:<34}" for b in backends) + " | decisions"
-    print(header)
-    print("-" * len(header))
+    echo(header)
+    echo("-" * len(header))
     steps: list[Step] = []
     last_states: dict[str, str] = {}
     last_mix = ""
     for i, (t, points) in enumerate(steps_of(history)):
+        if until_s is not None and t - synthetic.EPOCH > until_s:
+            break
         request = feature_store_pb2.IngestRequest(
             points=[
                 telemetry_pb2.TelemetryPoint(
@@ -177,7 +192,7 @@ def stream_scenario(channels: dict[str, grpc.Channel], args: argparse.Namespace)
             raise RuntimeError(f"feature store rejected demo points: {response.rejected}")
         watcher.wait_for(backends, t)
         step = Step(t, points, dict(watcher.routes))
-        for n in range(args.requests):
+        for n in range(requests):
             decision = router.Decide(router_pb2.DecideRequest(request_id=f"{i}-{n}"), timeout=5)
             step.picks[decision.backend_id] += 1
             step.actions[ACTION[decision.action]] += 1
@@ -185,59 +200,86 @@ def stream_scenario(channels: dict[str, grpc.Channel], args: argparse.Namespace)
         steps.append(step)
         states = {b: ("cold" if r.cold else STATE[r.state]) for b, r in step.routes.items()}
         mix = " ".join(sorted(step.actions))
-        if i % args.print_every == 0 or states != last_states or mix != last_mix:
+        if i % print_every == 0 or states != last_states or mix != last_mix:
             cells = " | ".join(backend_cell(points[b], step.routes[b]) for b in backends)
             picks = " ".join(f"{b[-1]}:{step.picks[b]:<2}" for b in backends)
             actions = " ".join(f"{a} {c}" for a, c in step.actions.most_common())
-            print(f"{clock(t)} | {cells} | {picks} {actions}")
+            echo(f"{clock(t)} | {cells} | {picks} {actions}")
         last_states, last_mix = states, mix
     watcher.close()
     return steps
 
 
-def summarise(steps: list[Step], threshold_ms: float) -> None:
-    print("\nSummary")
-    backends = sorted(steps[0].points)
-    episodes = 0
-    for b in backends:
+@dataclass(frozen=True)
+class Episode:
+    """One stretch in which a backend was drained or over the threshold."""
+
+    backend_id: str
+    crossed_at: float  # first step whose observed latency reached the threshold
+    drained_at: float | None  # first step of the stretch in which the router skipped it
+    steered: int  # decisions that skipped it during the stretch
+    served_while_over: int  # decisions that sent it requests while it was over the threshold
+    peak_ms: float
+    primary_again_at: float | None  # first later step with PRIMARY decisions
+
+    @property
+    def lead_s(self) -> float | None:
+        """Seconds the drain came before the crossing (negative: after)."""
+        return None if self.drained_at is None else self.crossed_at - self.drained_at
+
+
+def episodes(steps: list[Step], threshold_ms: float) -> list[Episode]:
+    found = []
+    for b in sorted(steps[0].points):
+
+        def hot(s: Step, b: str = b) -> bool:
+            return s.skipped[b] > 0 or s.points[b].latency_ms >= threshold_ms
+
         i = 0
         while i < len(steps):
             if steps[i].points[b].latency_ms < threshold_ms:
                 i += 1
                 continue
-            crossed = steps[i].t
-            # The episode: the run of steps around the crossing in which the
-            # backend was drained or over the threshold.
-            start = i
-            while start > 0 and (
-                steps[start - 1].skipped[b] > 0 or steps[start - 1].points[b].latency_ms >= threshold_ms
-            ):
+            start, end = i, i
+            while start > 0 and hot(steps[start - 1]):
                 start -= 1
-            end = i
-            while end + 1 < len(steps) and (
-                steps[end + 1].skipped[b] > 0 or steps[end + 1].points[b].latency_ms >= threshold_ms
-            ):
+            while end + 1 < len(steps) and hot(steps[end + 1]):
                 end += 1
-            drained = [s for s in steps[start : end + 1] if s.skipped[b] > 0]
-            steered = sum(s.skipped[b] for s in steps[start : end + 1])
-            over = [s for s in steps[start : end + 1] if s.points[b].latency_ms >= threshold_ms]
-            served_while_over = sum(s.picks[b] for s in over)
-            episodes += 1
-            if drained and drained[0].t <= crossed:
-                lead = f"traffic moved away {crossed - drained[0].t:.0f} s BEFORE latency crossed {threshold_ms:.0f} ms"
-            elif drained:
-                lead = f"traffic moved away {drained[0].t - crossed:.0f} s AFTER latency crossed {threshold_ms:.0f} ms"
-            else:
-                lead = "traffic was never moved away"
-            peak = max(s.points[b].latency_ms for s in steps[start : end + 1])
-            back = next((s.t for s in steps[end + 1 :] if s.actions.get("PRIMARY")), None)
-            print(
-                f"- {b}: latency crossed {threshold_ms:.0f} ms at {clock(crossed)} (peak {peak:.0f} ms); {lead}.\n"
-                f"  {steered} requests steered off {b}; it received {served_while_over} requests while over the threshold"
-                + (f"; decisions back to PRIMARY at {clock(back)}." if back is not None else ".")
+            stretch = steps[start : end + 1]
+            drained = [s.t for s in stretch if s.skipped[b] > 0]
+            found.append(
+                Episode(
+                    backend_id=b,
+                    crossed_at=steps[i].t,
+                    drained_at=drained[0] if drained else None,
+                    steered=sum(s.skipped[b] for s in stretch),
+                    served_while_over=sum(s.picks[b] for s in stretch if s.points[b].latency_ms >= threshold_ms),
+                    peak_ms=max(s.points[b].latency_ms for s in stretch),
+                    primary_again_at=next((s.t for s in steps[end + 1 :] if s.actions.get("PRIMARY")), None),
+                )
             )
             i = end + 1
-    if episodes == 0:
+    return sorted(found, key=lambda e: e.crossed_at)
+
+
+def summarise(steps: list[Step], threshold_ms: float) -> None:
+    print("\nSummary")
+    found = episodes(steps, threshold_ms)
+    for e in found:
+        if e.lead_s is None:
+            lead = "traffic was never moved away"
+        elif e.lead_s >= 0:
+            lead = f"traffic moved away {e.lead_s:.0f} s BEFORE latency crossed {threshold_ms:.0f} ms"
+        else:
+            lead = f"traffic moved away {-e.lead_s:.0f} s AFTER latency crossed {threshold_ms:.0f} ms"
+        back = f"; decisions back to PRIMARY at {clock(e.primary_again_at)}" if e.primary_again_at else ""
+        print(
+            f"- {e.backend_id}: latency crossed {threshold_ms:.0f} ms at {clock(e.crossed_at)} "
+            f"(peak {e.peak_ms:.0f} ms); {lead}.\n"
+            f"  {e.steered} requests steered off {e.backend_id}; it received {e.served_while_over} "
+            f"while over the threshold{back}."
+        )
+    if not found:
         print("- no backend crossed the threshold")
     total = collections.Counter[str]()
     for s in steps:

@@ -17,6 +17,7 @@ def configure(service: str, fmt: str | None = None, level: str = "info") -> None
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
     def add_service(_logger: object, _method: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
         # A processor rather than a context variable, so that events logged
         # from gRPC worker threads carry it too.

@@ -13,6 +13,11 @@ from typing import NamedTuple
 
 BACKEND_ID = re.compile(r"^[!-~]{1,128}$")  # printable ASCII, no spaces
 CSV_HEADER = ("backend_id", "observed_at", "load", "latency_ms", "error_rate")
+# Far above any real telemetry. Larger loads and latencies overflow the
+# squares the features take (std, slopes) into inf; a later time cannot be
+# sent back out as a google.protobuf.Timestamp.
+MAX_MAGNITUDE = 1e9
+MAX_OBSERVED_AT = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 
 
 class Point(NamedTuple):
@@ -33,10 +38,14 @@ def problem(point: Point, has_time: bool = True) -> str | None:
         return "observed_at: required"
     if not math.isfinite(point.observed_at) or point.observed_at <= 0:
         return f"observed_at: must be a time after 1970-01-01, got {point.observed_at!r}"
+    if point.observed_at > MAX_OBSERVED_AT:
+        return f"observed_at: must be before the year 10000, got {point.observed_at!r}"
     for name in ("load", "latency_ms"):
         value = getattr(point, name)
         if not math.isfinite(value) or value < 0:
             return f"{name}: must be finite and >= 0, got {value!r}"
+        if value > MAX_MAGNITUDE:
+            return f"{name}: must be <= {MAX_MAGNITUDE:g}, got {value!r}"
     if not (0.0 <= point.error_rate <= 1.0):  # also false for NaN
         return f"error_rate: must be in [0, 1], got {point.error_rate!r}"
     return None

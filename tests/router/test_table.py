@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from services.common.errors import FailedPrecondition, InvalidInput
+from services.router import risk
 from services.router.policy import Action, Basis, Settings, State
 from services.router.table import ModelFacts, RoutingTable, Update
-from services.router import risk
 
 S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5)
 

@@ -1,0 +1,118 @@
+"""The feature store's settings: flags, ACE_* variables, defaults."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.common import config
+from services.common.config import option, require
+from services.common.window import WindowLimits
+
+LOG_FORMATS = ("", "console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class FeatureStoreConfig:
+    host: str = "[::]"
+    port: int = config.DEFAULT_PORTS["feature_store"]
+    grace_s: float = 5.0
+    log_format: str = ""  # "" picks by terminal
+    log_level: str = "info"
+    window_s: float = 300.0
+    window_max_points: int = 256
+    max_backends: int = 10_000
+    # Points in one Ingest request; also the most rejections one IngestStream may collect.
+    max_points_per_request: int = 10_000
+    # Concurrent WatchFeatures and IngestStream calls. Each holds a worker
+    # thread for as long as it is open, so they are capped below the pool
+    # size: open streams can never starve Ingest and GetFeatures.
+    max_streams: int = 32
+
+    @property
+    def limits(self) -> WindowLimits:
+        return WindowLimits(span_s=self.window_s, max_points=self.window_max_points)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = config.service_parser("feature_store", "ACE feature store: per-backend telemetry windows and their features.")
+    defaults = FeatureStoreConfig()
+    option(
+        p,
+        "--window-s",
+        env="ACE_WINDOW_S",
+        cast=float,
+        default=defaults.window_s,
+        help="event-time seconds of telemetry each backend's window holds",
+    )
+    option(
+        p,
+        "--window-max-points",
+        env="ACE_WINDOW_MAX_POINTS",
+        cast=int,
+        default=defaults.window_max_points,
+        help="most points one backend's window holds",
+    )
+    option(
+        p,
+        "--max-backends",
+        env="ACE_MAX_BACKENDS",
+        cast=int,
+        default=defaults.max_backends,
+        help="most backends tracked; points for new backends beyond it are rejected",
+    )
+    option(
+        p,
+        "--max-points-per-request",
+        env="ACE_MAX_POINTS_PER_REQUEST",
+        cast=int,
+        default=defaults.max_points_per_request,
+        help="most points one Ingest request may carry",
+    )
+    option(
+        p,
+        "--max-streams",
+        env="ACE_MAX_STREAMS",
+        cast=int,
+        default=defaults.max_streams,
+        help="most WatchFeatures and IngestStream calls open at once",
+    )
+    return p
+
+
+def build(args: argparse.Namespace) -> FeatureStoreConfig:
+    require(0 <= args.port <= 65535, f"--port must be in [0, 65535], got {args.port}")
+    require(math.isfinite(args.grace_s) and args.grace_s >= 0, f"--grace-s must be >= 0, got {args.grace_s}")
+    require(args.log_format in LOG_FORMATS, f"--log-format must be console or json, got {args.log_format!r}")
+    require(
+        args.log_level.lower() in LOG_LEVELS,
+        f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}",
+    )
+    require(math.isfinite(args.window_s) and args.window_s > 0, f"--window-s must be > 0, got {args.window_s}")
+    require(args.window_max_points >= 1, f"--window-max-points must be >= 1, got {args.window_max_points}")
+    require(args.max_backends >= 1, f"--max-backends must be >= 1, got {args.max_backends}")
+    require(
+        args.max_points_per_request >= 1, f"--max-points-per-request must be >= 1, got {args.max_points_per_request}"
+    )
+    require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
+    return FeatureStoreConfig(
+        host=args.host,
+        port=args.port,
+        grace_s=args.grace_s,
+        log_format=args.log_format,
+        log_level=args.log_level.lower(),
+        window_s=args.window_s,
+        window_max_points=args.window_max_points,
+        max_backends=args.max_backends,
+        max_points_per_request=args.max_points_per_request,
+        max_streams=args.max_streams,
+    )
+
+
+def load(argv: Sequence[str] | None = None) -> FeatureStoreConfig:
+    """The config from argv (default sys.argv) and the environment; a bad
+    value ends the process with a message naming the setting."""
+    return config.parse(parser(), argv, build)

@@ -1,0 +1,160 @@
+"""The FeatureStore servicer: converts between protobuf and the store's plain
+values. Errors are raised as services.common.errors and mapped to statuses by
+the shared interceptor."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+
+import grpc
+
+from ace.v1 import feature_store_pb2, feature_store_pb2_grpc, telemetry_pb2
+from services.common.errors import InvalidInput, ResourceExhausted, Unavailable
+from services.common.features import FEATURE_NAMES, SCHEMA_VERSION
+from services.common.serving import RunningServer, start_server
+from services.common.telemetry import Point, problem
+from services.common.timeutil import set_timestamp, to_seconds
+from services.feature_store.config import FeatureStoreConfig
+from services.feature_store.store import BackendVector, Rejection, Store
+
+SERVICE_NAME = feature_store_pb2.DESCRIPTOR.services_by_name["FeatureStore"].full_name
+# How often a watch stream with nothing to send checks that its client is
+# still there; cancellation and server stop also wake it at once.
+WATCH_POLL_S = 0.5
+# Worker threads kept for unary calls on top of the ones streams may hold.
+UNARY_WORKERS = 16
+
+
+def point_of(msg: telemetry_pb2.TelemetryPoint) -> Point | str:
+    """The point a message carries, or why it cannot be one when the
+    timestamp is missing (the store checks everything else)."""
+    point = Point(msg.backend_id, to_seconds(msg.observed_at), msg.load, msg.latency_ms, msg.error_rate)
+    if msg.HasField("observed_at"):
+        return point
+    return problem(point, has_time=False) or "observed_at: required"
+
+
+def ingest_response(accepted: int, rejected: Iterable[Rejection]) -> feature_store_pb2.IngestResponse:
+    return feature_store_pb2.IngestResponse(
+        accepted=accepted,
+        rejected=[feature_store_pb2.Rejection(index=r.index, reason=r.reason) for r in rejected],
+    )
+
+
+def features_response(vectors: Iterable[BackendVector]) -> feature_store_pb2.GetFeaturesResponse:
+    out = feature_store_pb2.GetFeaturesResponse(feature_names=FEATURE_NAMES, schema_version=SCHEMA_VERSION)
+    for v in vectors:
+        msg = out.vectors.add(
+            backend_id=v.backend_id,
+            schema_version=SCHEMA_VERSION,
+            values=v.values.tolist(),
+            points_in_window=v.points_in_window,
+        )
+        set_timestamp(msg.as_of, v.as_of)
+    return out
+
+
+class StreamSlots:
+    """Caps the calls that hold a worker thread for as long as the client
+    keeps them open, so that they can never take every thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = threading.BoundedSemaphore(limit)
+
+    @contextmanager
+    def hold(self, method: str) -> Iterator[None]:
+        if not self._free.acquire(blocking=False):
+            raise ResourceExhausted(f"{method}: all {self.limit} stream slots are in use; retry later")
+        try:
+            yield
+        finally:
+            self._free.release()
+
+
+class FeatureStoreServicer(feature_store_pb2_grpc.FeatureStoreServicer):
+    def __init__(self, store: Store, *, max_points_per_request: int, max_streams: int) -> None:
+        self._store = store
+        self._max_points = max_points_per_request
+        self._streams = StreamSlots(max_streams)
+
+    def Ingest(
+        self, request: feature_store_pb2.IngestRequest, context: grpc.ServicerContext
+    ) -> feature_store_pb2.IngestResponse:
+        n = len(request.points)
+        if n > self._max_points:
+            raise InvalidInput(f"points: at most {self._max_points} per request, got {n}")
+        result = self._store.ingest([point_of(p) for p in request.points])
+        return ingest_response(result.accepted, result.rejected)
+
+    def IngestStream(
+        self, request_iterator: Iterator[telemetry_pb2.TelemetryPoint], context: grpc.ServicerContext
+    ) -> feature_store_pb2.IngestResponse:
+        # A stream is how a live feed or a replay of a long history arrives,
+        # so its length is not capped: each point is stored as it arrives
+        # (watchers see it at once) and the server holds nothing per point
+        # but the rejections it must answer with. Those are capped instead,
+        # at the per-request cap, which also keeps the answer a sane size.
+        accepted = 0
+        rejected: list[Rejection] = []
+        with self._streams.hold("IngestStream"):
+            for index, msg in enumerate(request_iterator):
+                result = self._store.ingest((point_of(msg),), first_index=index)
+                accepted += result.accepted
+                if result.rejected:
+                    rejected.extend(result.rejected)
+                    if len(rejected) > self._max_points:
+                        raise InvalidInput(
+                            f"points: more than {self._max_points} points of the stream rejected, "
+                            f"the last at index {index}: {result.rejected[0].reason}; "
+                            f"the {accepted} valid points before it are stored"
+                        )
+        return ingest_response(accepted, rejected)
+
+    def GetFeatures(
+        self, request: feature_store_pb2.GetFeaturesRequest, context: grpc.ServicerContext
+    ) -> feature_store_pb2.GetFeaturesResponse:
+        return features_response(self._store.vectors(request.backend_ids))
+
+    def WatchFeatures(
+        self, request: feature_store_pb2.WatchFeaturesRequest, context: grpc.ServicerContext
+    ) -> Iterator[feature_store_pb2.GetFeaturesResponse]:
+        # Subscribing before the snapshot is read means no change can fall
+        # between the two; at worst a backend is sent twice.
+        with self._streams.hold("WatchFeatures"), closing(self._store.subscribe()) as subscription:
+            # Wakes the wait at once when the client cancels or the server
+            # cancels every call at the end of its grace period.
+            context.add_callback(subscription.close)
+            yield features_response(self._store.vectors())
+            while context.is_active():
+                changed = subscription.wait(WATCH_POLL_S)
+                if changed is None:
+                    break
+                if changed:
+                    yield features_response(self._store.vectors(sorted(changed)))
+        if self._store.closed and context.is_active():
+            raise Unavailable("feature store is shutting down; watch another replica or reconnect")
+
+
+def start(config: FeatureStoreConfig, store: Store | None = None) -> RunningServer:
+    """Starts the service on config.host:config.port (0 picks a free port),
+    SERVING at once: an empty store is a working one."""
+    if store is None:
+        store = Store(config.limits, config.max_backends)
+    servicer = FeatureStoreServicer(
+        store, max_points_per_request=config.max_points_per_request, max_streams=config.max_streams
+    )
+    running = start_server(
+        host=config.host,
+        port=config.port,
+        service_name=SERVICE_NAME,
+        register=lambda server: feature_store_pb2_grpc.add_FeatureStoreServicer_to_server(servicer, server),
+        serving=True,
+        max_workers=config.max_streams + UNARY_WORKERS,
+    )
+    # Watch streams never end on their own: end them before the grace period
+    # so that it serves the calls that do.
+    running.on_closing.append(store.close)
+    return running
