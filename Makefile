@@ -31,11 +31,13 @@ down: ## stop what `make up` started
 	@if [ -f $(RUN_DIR)/up.pid ]; then kill -TERM $$(cat $(RUN_DIR)/up.pid) 2>/dev/null && echo "stopping ACE (pid $$(cat $(RUN_DIR)/up.pid))" || echo "ACE was not running"; else echo "ACE was not running"; fi
 
 protos: $(STAMP) ## regenerate the Python stubs in ace/v1 from protos/
-	$(PY) -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. --pyi_out=. \
+	  --descriptor_set_out=ace/v1/ace_v1.binpb --include_source_info --include_imports $(PROTOS)
 
 check-protos: $(STAMP) ## fail when the committed stubs differ from what protos/ generates
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
-	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --grpc_python_out=$$tmp --pyi_out=$$tmp $(PROTOS) && \
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --grpc_python_out=$$tmp --pyi_out=$$tmp \
+	  --descriptor_set_out=$$tmp/ace/v1/ace_v1.binpb --include_source_info --include_imports $(PROTOS) && \
 	for f in $$tmp/ace/v1/*; do \
 	  cmp -s $$f ace/v1/$$(basename $$f) || { echo "stale generated code: ace/v1/$$(basename $$f); run 'make protos' and commit"; exit 1; }; \
 	done && echo "generated stubs are fresh"

@@ -79,6 +79,7 @@ class Step:
     picks: collections.Counter[str] = field(default_factory=collections.Counter)
     actions: collections.Counter[str] = field(default_factory=collections.Counter)
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+    models: set[str] = field(default_factory=set)
 
 
 def clock(t: float) -> str:
@@ -197,6 +198,7 @@ def stream_scenario(
             step.picks[decision.backend_id] += 1
             step.actions[ACTION[decision.action]] += 1
             step.skipped.update(decision.skipped)
+            step.models.add(decision.model_version)
         steps.append(step)
         states = {b: ("cold" if r.cold else STATE[r.state]) for b, r in step.routes.items()}
         mix = " ".join(sorted(step.actions))
