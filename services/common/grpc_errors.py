@@ -33,8 +33,9 @@ def status_of(exc: errors.AceError) -> grpc.StatusCode:
 def _abort(context: grpc.ServicerContext, method: str, exc: BaseException) -> None:
     if isinstance(exc, errors.AceError):
         context.abort(status_of(exc), str(exc))
-    # An RpcError here was raised by context.abort itself; let it through.
-    if isinstance(exc, grpc.RpcError):
+    # context.abort sets the status, then raises a bare Exception; let it
+    # through rather than overwrite the status with INTERNAL.
+    if isinstance(exc, grpc.RpcError) or context.code() is not None:
         raise exc
     _log.exception("unexpected_error", method=method)
     context.abort(grpc.StatusCode.INTERNAL, "internal error")

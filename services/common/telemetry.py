@@ -66,7 +66,15 @@ def read_csv(path: Path) -> Iterator[Point]:
         missing = [c for c in CSV_HEADER if c not in (reader.fieldnames or ())]
         if missing:
             raise ValueError(f"{path}: missing columns {', '.join(missing)}")
-        for line, row in enumerate(reader, start=2):
+        rows = iter(reader)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # broken quoting, NUL bytes
+                raise ValueError(f"{path}:{reader.line_num}: {exc}") from exc
+            line = reader.line_num
             try:
                 point = Point(
                     row["backend_id"],
@@ -75,7 +83,7 @@ def read_csv(path: Path) -> Iterator[Point]:
                     float(row["latency_ms"]),
                     float(row["error_rate"]),
                 )
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:  # TypeError: a short row leaves fields None
                 raise ValueError(f"{path}:{line}: {exc}") from exc
             reason = problem(point)
             if reason:

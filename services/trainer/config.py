@@ -1,0 +1,117 @@
+"""The trainer's settings: flags with ACE_* environment fallbacks, checked
+once at start into a frozen TrainerConfig."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.common import config
+from services.common.config import require
+from services.common.window import WindowLimits
+
+LOG_FORMATS = ("", "console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    host: str = "[::]"
+    port: int = config.DEFAULT_PORTS["trainer"]
+    grace_s: float = 5.0
+    log_format: str = ""
+    log_level: str = "info"
+    predictor_addr: str = f"localhost:{config.DEFAULT_PORTS['predictor']}"
+    # Forecast horizon used when a request leaves horizon_s at 0, seconds.
+    horizon_s: float = 300.0
+    # Breach threshold used when a request leaves threshold_ms at 0.
+    threshold_ms: float = 300.0
+    # Must equal the feature store's window, or training and serving see
+    # different windows.
+    window_s: float = 300.0
+    window_max_points: int = 256
+    publish_timeout_s: float = 60.0
+
+    @property
+    def window_limits(self) -> WindowLimits:
+        return WindowLimits(span_s=self.window_s, max_points=self.window_max_points)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = config.service_parser("trainer", "Trains the latency model and publishes it to the predictor.")
+    config.add_address(p, "predictor")
+    config.option(
+        p, "--horizon-s", env="ACE_HORIZON_S", cast=float, default=300.0, help="default forecast horizon, seconds"
+    )
+    config.option(
+        p,
+        "--threshold-ms",
+        env="ACE_THRESHOLD_MS",
+        cast=float,
+        default=300.0,
+        help="default latency threshold for breach precision and recall, ms",
+    )
+    config.option(
+        p,
+        "--window-s",
+        env="ACE_WINDOW_S",
+        cast=float,
+        default=300.0,
+        help="feature window span (as the feature store)",
+    )
+    config.option(
+        p,
+        "--window-max-points",
+        env="ACE_WINDOW_MAX_POINTS",
+        cast=int,
+        default=256,
+        help="points a feature window holds (as the feature store)",
+    )
+    config.option(
+        p,
+        "--publish-timeout-s",
+        env="ACE_PUBLISH_TIMEOUT_S",
+        cast=float,
+        default=60.0,
+        help="deadline of one PublishModel call, seconds",
+    )
+    return p
+
+
+def _positive(name: str, value: float) -> None:
+    require(math.isfinite(value) and value > 0, f"{name}: must be a finite number > 0, got {value!r}")
+
+
+def build(args: argparse.Namespace) -> TrainerConfig:
+    require(0 <= args.port <= 65535, f"--port: must be in [0, 65535], got {args.port}")
+    require(math.isfinite(args.grace_s) and args.grace_s >= 0, f"--grace-s: must be >= 0, got {args.grace_s!r}")
+    require(args.log_format in LOG_FORMATS, f"--log-format: must be console or json, got {args.log_format!r}")
+    require(
+        args.log_level in LOG_LEVELS, f"--log-level: must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}"
+    )
+    require(bool(args.predictor_addr), "--predictor-addr: must not be empty")
+    _positive("--horizon-s", args.horizon_s)
+    _positive("--threshold-ms", args.threshold_ms)
+    _positive("--window-s", args.window_s)
+    require(args.window_max_points >= 1, f"--window-max-points: must be >= 1, got {args.window_max_points}")
+    _positive("--publish-timeout-s", args.publish_timeout_s)
+    return TrainerConfig(
+        host=args.host,
+        port=args.port,
+        grace_s=args.grace_s,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        predictor_addr=args.predictor_addr,
+        horizon_s=args.horizon_s,
+        threshold_ms=args.threshold_ms,
+        window_s=args.window_s,
+        window_max_points=args.window_max_points,
+        publish_timeout_s=args.publish_timeout_s,
+    )
+
+
+def load(argv: Sequence[str] | None = None) -> TrainerConfig:
+    """Parses flags and environment; a bad value ends the process naming it."""
+    return config.parse(parser(), argv, build)

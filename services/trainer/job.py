@@ -1,0 +1,292 @@
+"""A training from request values to a result: the checks and defaults of a
+request, where its history comes from, and the one-at-a-time run that
+reports each stage as it finishes. Plain values only; publishing enters as a
+function so that this module needs no gRPC."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from services.common import synthetic
+from services.common.errors import AceError, FailedPrecondition, InvalidInput
+from services.common.telemetry import Point, read_csv
+from services.common.window import WindowLimits
+from services.trainer import dataset, train
+from services.trainer.train import TrainedModel, TrainParams
+
+_log = structlog.get_logger("trainer")
+
+STAGES = ("history", "features", "fit", "export", "verify", "publish", "done")
+
+DEFAULT_BACKENDS = 6
+DEFAULT_DURATION_S = 6 * 3600.0
+DEFAULT_INTERVAL_S = 10.0
+MAX_BACKENDS = 200
+# Bounds the memory and time one synthetic request can ask for (a default
+# history has 12,960 points).
+MAX_SYNTHETIC_POINTS = 2_000_000
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    seed: int
+    backends: int = DEFAULT_BACKENDS
+    duration_s: float = DEFAULT_DURATION_S  # of event time
+    interval_s: float = DEFAULT_INTERVAL_S
+
+
+@dataclass(frozen=True)
+class CsvSource:
+    path: str  # on the trainer's filesystem
+
+
+Source = SyntheticSource | CsvSource
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a request's zero values stand for (the trainer's flags)."""
+
+    horizon_s: float
+    threshold_ms: float
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Source
+    params: TrainParams
+    publish: bool
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    published: bool
+    error: str = ""  # why not, when publishing was asked for and failed
+
+
+@dataclass(frozen=True)
+class Result:
+    model: TrainedModel
+    published: bool
+    publish_error: str
+    train_s: float  # wall time from reading the history to a verified model
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # one of STAGES
+    message: str
+    result: Result | None = None  # on the "done" step only
+
+
+@dataclass(frozen=True)
+class Status:
+    training: bool
+    last_result: Result | None
+    last_finished_at: float | None  # wall clock, seconds since the epoch
+
+
+Publisher = Callable[[TrainedModel], PublishOutcome]
+HistoryLoader = Callable[[Source], list[Point]]
+
+
+def make_job(
+    source: Source | None,
+    *,
+    publish: bool,
+    n_estimators: int,
+    max_depth: int,
+    horizon_s: float,
+    threshold_ms: float,
+    seed: int,
+    defaults: Defaults,
+) -> Job:
+    """Checks a request's values and fills in its defaults (0 means the
+    default everywhere). InvalidInput names the offending field."""
+    if source is None:
+        raise InvalidInput("source: set synthetic or csv_path")
+    if n_estimators > train.MAX_N_ESTIMATORS:
+        raise InvalidInput(f"n_estimators: must be at most {train.MAX_N_ESTIMATORS}, got {n_estimators}")
+    if max_depth > train.MAX_DEPTH:
+        raise InvalidInput(f"max_depth: must be at most {train.MAX_DEPTH}, got {max_depth}")
+    return Job(
+        source=_resolve_source(source),
+        params=TrainParams(
+            horizon_s=_positive_or_default("horizon_s", horizon_s, defaults.horizon_s),
+            threshold_ms=_positive_or_default("threshold_ms", threshold_ms, defaults.threshold_ms),
+            n_estimators=n_estimators or train.DEFAULT_N_ESTIMATORS,
+            max_depth=max_depth or train.DEFAULT_MAX_DEPTH,
+            seed=seed or train.DEFAULT_SEED,
+        ),
+        publish=publish,
+    )
+
+
+def _positive_or_default(field: str, value: float, default: float) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise InvalidInput(f"{field}: must be a finite number >= 0 (0 means the default), got {value!r}")
+    return value or default
+
+
+def _resolve_source(source: Source) -> Source:
+    if isinstance(source, CsvSource):
+        if not source.path:
+            raise InvalidInput("csv_path: must not be empty")
+        return source
+    if source.backends > MAX_BACKENDS:
+        raise InvalidInput(f"synthetic.backends: must be at most {MAX_BACKENDS}, got {source.backends}")
+    resolved = SyntheticSource(
+        seed=source.seed,
+        backends=source.backends or DEFAULT_BACKENDS,
+        duration_s=_positive_or_default("synthetic.duration_s", source.duration_s, DEFAULT_DURATION_S),
+        interval_s=_positive_or_default("synthetic.interval_s", source.interval_s, DEFAULT_INTERVAL_S),
+    )
+    points = resolved.backends * (resolved.duration_s // resolved.interval_s)
+    if points > MAX_SYNTHETIC_POINTS:
+        raise InvalidInput(
+            f"synthetic.duration_s: {resolved.backends} backends every {resolved.interval_s:g} s for "
+            f"{resolved.duration_s:g} s are {points:.0f} points, more than {MAX_SYNTHETIC_POINTS}"
+        )
+    return resolved
+
+
+def load_history(source: Source) -> list[Point]:
+    """The points of a source. InvalidInput naming csv_path (and the line)
+    for a CSV file that cannot be read or parsed."""
+    if isinstance(source, SyntheticSource):
+        return synthetic.random_history(source.seed, source.backends, source.duration_s, source.interval_s).points
+    points: list[Point] = []
+    try:
+        points.extend(read_csv(Path(source.path)))
+    except OSError as exc:
+        raise InvalidInput(f"csv_path: cannot read {source.path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # read_csv names the line
+        raise InvalidInput(f"csv_path: {exc}") from exc
+    return points
+
+
+class Trainer:
+    """Runs one training at a time and remembers the last result."""
+
+    def __init__(
+        self,
+        *,
+        limits: WindowLimits,
+        publisher: Publisher,
+        load: HistoryLoader = load_history,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._limits = limits
+        self._publisher = publisher
+        self._load = load
+        self._now = now
+        self._running = threading.Lock()
+        self._guard = threading.Lock()  # over the two fields below
+        self._last_result: Result | None = None
+        self._last_finished_at: float | None = None
+
+    def status(self) -> Status:
+        with self._guard:
+            return Status(self._running.locked(), self._last_result, self._last_finished_at)
+
+    def run(self, job: Job) -> Generator[Progress, None, None]:
+        """The steps of one training, each yielded once finished.
+        FailedPrecondition when another training runs. The trainer is free
+        again before the last step, "done", is yielded, so a client that has
+        read it can start the next training at once."""
+        if not self._running.acquire(blocking=False):
+            raise FailedPrecondition("a training is already running; the trainer runs one at a time")
+        try:
+            result = yield from self._steps(job)
+        except AceError as exc:
+            _log.warning("training_failed", reason=str(exc))
+            raise
+        except GeneratorExit:  # the client went away; gRPC closes the stream
+            _log.warning("training_cancelled")
+            raise
+        finally:
+            self._running.release()
+        yield Progress("done", f"version {result.model.version}", result)
+
+    def _steps(self, job: Job) -> Generator[Progress, None, Result]:
+        params = job.params
+        _log.info(
+            "training_started",
+            source=describe(job.source),
+            publish=job.publish,
+            n_estimators=params.n_estimators,
+            max_depth=params.max_depth,
+            horizon_s=params.horizon_s,
+            threshold_ms=params.threshold_ms,
+            seed=params.seed,
+        )
+        started = time.perf_counter()
+        points = self._load(job.source)
+        backends = len({p.backend_id for p in points})
+        yield Progress("history", f"{len(points)} points of {backends} backends from {describe(job.source)}")
+
+        data = dataset.build(points, params.horizon_s, self._limits)
+        yield Progress(
+            "features",
+            f"{len(data)} labelled rows; {data.unlabelled} points without a full {params.horizon_s:g} s horizon",
+        )
+
+        fitted = train.fit(data, params)
+        yield Progress(
+            "fit",
+            f"{params.n_estimators} trees of depth <= {params.max_depth} on {len(fitted.split.train)} rows in "
+            f"{fitted.fit_s:.1f} s; {len(fitted.split.test)} held-out rows from {_iso(fitted.split.cut)}",
+        )
+
+        onnx_bytes = train.export(fitted)
+        yield Progress("export", f"ONNX model of {len(onnx_bytes)} bytes")
+
+        model = train.verify(data, fitted, onnx_bytes, params, self._now())
+        train_s = time.perf_counter() - started
+        m = model.metrics
+        _log.info("training_finished", version=model.version, train_s=round(train_s, 3), **m.as_map())
+        yield Progress(
+            "verify",
+            f"max |onnx - sklearn| {m.onnx_max_abs_diff_ms:.2g} ms; held-out MAE {m.mae_ms:.1f} ms "
+            f"(persistence {m.persistence_mae_ms:.1f} ms), R2 {m.r2:.3f}",
+        )
+
+        if job.publish:
+            outcome = self._publisher(model)
+            if outcome.published:
+                _log.info("model_published", version=model.version, size_bytes=model.size_bytes)
+                message = f"published {model.version} to the predictor"
+            else:
+                _log.warning("publish_failed", version=model.version, error=outcome.error)
+                message = f"not published: {outcome.error}"
+        else:
+            outcome = PublishOutcome(published=False)
+            message = "not requested"
+        yield Progress("publish", message)
+
+        result = Result(model=model, published=outcome.published, publish_error=outcome.error, train_s=train_s)
+        with self._guard:
+            self._last_result = result
+            self._last_finished_at = self._now()
+        return result
+
+
+def describe(source: Source) -> str:
+    if isinstance(source, CsvSource):
+        return f"csv {source.path}"
+    return (
+        f"synthetic seed {source.seed}, {source.backends} backends, {source.duration_s:g} s every "
+        f"{source.interval_s:g} s"
+    )
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

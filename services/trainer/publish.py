@@ -1,0 +1,71 @@
+"""Sending a trained model to the predictor: its metadata, then its ONNX
+bytes in chunks, over one PublishModel client stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from ace.v1 import predictor_pb2, predictor_pb2_grpc
+from services.common.timeutil import set_timestamp
+from services.trainer.job import PublishOutcome
+from services.trainer.train import TrainedModel
+
+CHUNK_BYTES = 1 << 20  # the most the contract allows in one chunk message
+
+
+def metadata_of(model: TrainedModel, stage_only: bool = False) -> predictor_pb2.ModelMetadata:
+    metadata = predictor_pb2.ModelMetadata(
+        version=model.version,
+        schema_version=model.schema_version,
+        feature_names=list(model.feature_names),
+        sha256=model.sha256,
+        size_bytes=model.size_bytes,
+        reference_inputs=model.reference_inputs.reshape(-1).tolist(),
+        reference_outputs=model.reference_outputs.tolist(),
+        reference_tolerance_ms=model.reference_tolerance_ms,
+        horizon_s=model.horizon_s,
+        metrics=model.metrics.as_map(),
+        feature_importances=model.feature_importances,
+        feature_means=list(model.feature_means),
+        feature_stds=list(model.feature_stds),
+        stage_only=stage_only,
+    )
+    set_timestamp(metadata.trained_at, model.trained_at)
+    return metadata
+
+
+def requests(
+    metadata: predictor_pb2.ModelMetadata, onnx_bytes: bytes, chunk_size: int = CHUNK_BYTES
+) -> Iterator[predictor_pb2.PublishModelRequest]:
+    """The client stream: the metadata first, then the bytes in order."""
+    yield predictor_pb2.PublishModelRequest(metadata=metadata)
+    view = memoryview(onnx_bytes)
+    for start in range(0, len(view), chunk_size):
+        yield predictor_pb2.PublishModelRequest(chunk=bytes(view[start : start + chunk_size]))
+
+
+def publish(
+    channel_or_stub: grpc.Channel | predictor_pb2_grpc.PredictorStub,
+    metadata: predictor_pb2.ModelMetadata,
+    onnx_bytes: bytes,
+    *,
+    chunk_size: int = CHUNK_BYTES,
+    timeout_s: float = 60.0,
+) -> PublishOutcome:
+    """Publishes one model. Any failure (the predictor unreachable, slow or
+    refusing the model) is returned as the outcome's error, not raised: the
+    training it follows has succeeded either way."""
+    if not 0 < chunk_size <= CHUNK_BYTES:
+        raise ValueError(f"chunk_size: must be in (0, {CHUNK_BYTES}], got {chunk_size}")
+    stub = (
+        channel_or_stub
+        if isinstance(channel_or_stub, predictor_pb2_grpc.PredictorStub)
+        else predictor_pb2_grpc.PredictorStub(channel_or_stub)
+    )
+    try:
+        stub.PublishModel(requests(metadata, onnx_bytes, chunk_size), timeout=timeout_s)
+    except grpc.RpcError as exc:
+        return PublishOutcome(published=False, error=f"{exc.code().name}: {exc.details()}")
+    return PublishOutcome(published=True)

@@ -1,0 +1,119 @@
+"""The ace.v1.Trainer servicer, which only converts, and start()."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+
+from ace.v1 import predictor_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from services.common.serving import RunningServer, start_server
+from services.common.timeutil import set_timestamp
+from services.trainer import job, publish
+from services.trainer.config import TrainerConfig
+from services.trainer.job import Defaults, HistoryLoader, Result, Trainer
+from services.trainer.train import TrainedModel
+
+SERVICE_NAME: str = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
+
+
+def _source(request: trainer_pb2.TrainRequest) -> job.Source | None:
+    kind = request.WhichOneof("source")
+    if kind == "synthetic":
+        s = request.synthetic
+        return job.SyntheticSource(seed=s.seed, backends=s.backends, duration_s=s.duration_s, interval_s=s.interval_s)
+    if kind == "csv_path":
+        return job.CsvSource(path=request.csv_path)
+    return None
+
+
+def _result(result: Result) -> trainer_pb2.TrainResult:
+    m = result.model.metrics
+    return trainer_pb2.TrainResult(
+        version=result.model.version,
+        metrics=trainer_pb2.TrainMetrics(
+            train_rows=m.train_rows,
+            test_rows=m.test_rows,
+            mae_ms=m.mae_ms,
+            r2=m.r2,
+            breach_precision=m.breach_precision,
+            breach_recall=m.breach_recall,
+            persistence_mae_ms=m.persistence_mae_ms,
+            onnx_max_abs_diff_ms=m.onnx_max_abs_diff_ms,
+            threshold_ms=m.threshold_ms,
+            horizon_s=m.horizon_s,
+        ),
+        published=result.published,
+        publish_error=result.publish_error,
+    )
+
+
+class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
+    def __init__(self, trainer: Trainer, defaults: Defaults) -> None:
+        self._trainer = trainer
+        self._defaults = defaults
+
+    def Train(
+        self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
+    ) -> Iterator[trainer_pb2.TrainProgress]:
+        plan = job.make_job(
+            _source(request),
+            publish=request.publish,
+            n_estimators=request.n_estimators,
+            max_depth=request.max_depth,
+            horizon_s=request.horizon_s,
+            threshold_ms=request.threshold_ms,
+            seed=request.seed,
+            defaults=self._defaults,
+        )
+        for step in self._trainer.run(plan):
+            progress = trainer_pb2.TrainProgress(stage=step.stage, message=step.message)
+            if step.result is not None:
+                progress.result.CopyFrom(_result(step.result))
+            yield progress
+
+    def GetStatus(
+        self, request: trainer_pb2.GetStatusRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.TrainerStatus:
+        status = self._trainer.status()
+        reply = trainer_pb2.TrainerStatus(training=status.training)
+        if status.last_result is not None:
+            reply.last_result.CopyFrom(_result(status.last_result))
+        if status.last_finished_at is not None:
+            set_timestamp(reply.last_finished_at, status.last_finished_at)
+        return reply
+
+
+def start(
+    config: TrainerConfig,
+    *,
+    load_history: HistoryLoader = job.load_history,
+    now: Callable[[], float] = time.time,
+) -> RunningServer:
+    """Starts the trainer on config.port (0 picks one); SERVING at once, since
+    training needs nothing else (a predictor that cannot be reached only
+    makes publishing fail). load_history and now are for tests."""
+    channel = grpc.insecure_channel(config.predictor_addr)
+    predictor = predictor_pb2_grpc.PredictorStub(channel)
+
+    def publisher(model: TrainedModel) -> job.PublishOutcome:
+        return publish.publish(
+            predictor, publish.metadata_of(model), model.onnx_bytes, timeout_s=config.publish_timeout_s
+        )
+
+    trainer = Trainer(limits=config.window_limits, publisher=publisher, load=load_history, now=now)
+    servicer = TrainerServicer(trainer, Defaults(horizon_s=config.horizon_s, threshold_ms=config.threshold_ms))
+    try:
+        running = start_server(
+            host=config.host,
+            port=config.port,
+            service_name=SERVICE_NAME,
+            register=lambda server: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, server),
+            serving=True,
+        )
+    except BaseException:
+        channel.close()
+        raise
+    running.on_stop.append(channel.close)
+    return running

@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pytest
+
+from services.common import synthetic
+from services.common.errors import FailedPrecondition, InvalidInput
+from services.common.telemetry import Point, write_csv
+from services.common.window import WindowLimits
+from services.trainer import job
+from services.trainer.job import CsvSource, Defaults, Job, PublishOutcome, SyntheticSource, Trainer
+from services.trainer.train import TrainedModel, TrainParams
+
+DEFAULTS = Defaults(horizon_s=300.0, threshold_ms=250.0)
+
+
+DEFAULT_SOURCE = SyntheticSource(seed=1, backends=0, duration_s=0.0, interval_s=0.0)
+
+
+def _make(source=DEFAULT_SOURCE, **overrides):
+    values: dict[str, Any] = {
+        "publish": False,
+        "n_estimators": 0,
+        "max_depth": 0,
+        "horizon_s": 0.0,
+        "threshold_ms": 0.0,
+        "seed": 0,
+    }
+    values.update(overrides)
+    return job.make_job(source, defaults=DEFAULTS, **values)
+
+
+def test_zero_values_mean_the_defaults():
+    made = _make()
+    assert made.params == TrainParams(horizon_s=300.0, threshold_ms=250.0, n_estimators=60, max_depth=10, seed=7)
+    assert made.source == SyntheticSource(seed=1, backends=6, duration_s=21600.0, interval_s=10.0)
+
+
+def test_given_values_are_kept():
+    made = _make(
+        SyntheticSource(seed=0, backends=2, duration_s=600.0, interval_s=5.0),
+        publish=True,
+        n_estimators=9,
+        max_depth=16,
+        horizon_s=60.0,
+        threshold_ms=500.0,
+        seed=3,
+    )
+    assert made == Job(
+        source=SyntheticSource(seed=0, backends=2, duration_s=600.0, interval_s=5.0),
+        params=TrainParams(horizon_s=60.0, threshold_ms=500.0, n_estimators=9, max_depth=16, seed=3),
+        publish=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"max_depth": 17}, "max_depth"),
+        ({"n_estimators": 201}, "n_estimators"),
+        ({"horizon_s": -1.0}, "horizon_s"),
+        ({"horizon_s": math.nan}, "horizon_s"),
+        ({"threshold_ms": -5.0}, "threshold_ms"),
+        ({"threshold_ms": math.inf}, "threshold_ms"),
+        ({"source": None}, "source"),
+        ({"source": CsvSource("")}, "csv_path"),
+        ({"source": SyntheticSource(seed=1, backends=201)}, "synthetic.backends"),
+        ({"source": SyntheticSource(seed=1, duration_s=-1.0)}, "synthetic.duration_s"),
+        ({"source": SyntheticSource(seed=1, interval_s=-1.0)}, "synthetic.interval_s"),
+        ({"source": SyntheticSource(seed=1, backends=200, interval_s=1.0)}, "synthetic.duration_s"),
+    ],
+)
+def test_out_of_range_values_name_their_field(overrides, field):
+    source = overrides.pop("source", SyntheticSource(seed=1))
+    with pytest.raises(InvalidInput, match=rf"^{field}: "):
+        _make(source, **overrides)
+
+
+def test_csv_history_is_read(tmp_path):
+    points = [Point("a", 1000.0 + i, 1.0, 50.0, 0.0) for i in range(5)]
+    write_csv(tmp_path / "h.csv", points)
+    assert job.load_history(CsvSource(str(tmp_path / "h.csv"))) == points
+
+
+def test_a_missing_csv_names_csv_path_and_the_file(tmp_path):
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(InvalidInput, match=rf"^csv_path: cannot read {re.escape(str(missing))}: No such file"):
+        job.load_history(CsvSource(str(missing)))
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("a,1000,1,50,0\na,1010,1,fast,0\n", 3),  # not a number
+        ("a,1000,1,50,0\na,1010,1,50,2\n", 3),  # error_rate out of range
+        ("a,1000,1,50,0\nb,1010,1\n", 3),  # too few columns
+    ],
+)
+def test_a_malformed_csv_row_names_csv_path_and_the_line(tmp_path, body, line):
+    path = tmp_path / "bad.csv"
+    path.write_text("backend_id,observed_at,load,latency_ms,error_rate\n" + body)
+    with pytest.raises(InvalidInput, match=rf"^csv_path: {re.escape(str(path))}:{line}: "):
+        job.load_history(CsvSource(str(path)))
+
+
+def test_a_csv_without_the_columns_names_csv_path(tmp_path):
+    path = tmp_path / "cols.csv"
+    path.write_text("backend_id,when\na,1\n")
+    with pytest.raises(InvalidInput, match=r"^csv_path: .*missing columns"):
+        job.load_history(CsvSource(str(path)))
+
+
+class _Publisher:
+    def __init__(self, outcome: PublishOutcome) -> None:
+        self.outcome = outcome
+        self.models: list[TrainedModel] = []
+
+    def __call__(self, model: TrainedModel) -> PublishOutcome:
+        self.models.append(model)
+        return self.outcome
+
+
+SMALL = SyntheticSource(seed=2, backends=2, duration_s=3600.0, interval_s=10.0)
+
+
+def _trainer(publisher: _Publisher) -> Trainer:
+    return Trainer(limits=WindowLimits(), publisher=publisher, now=lambda: 1_790_000_000.0)
+
+
+def test_run_reports_every_stage_and_publishes_when_asked():
+    publisher = _Publisher(PublishOutcome(published=True))
+    trainer = _trainer(publisher)
+    steps = list(trainer.run(_make(SMALL, publish=True, n_estimators=5)))
+    assert [s.stage for s in steps] == list(job.STAGES)
+    assert all(s.result is None for s in steps[:-1])
+    result = steps[-1].result
+    assert result is not None
+    assert result.published
+    assert result.publish_error == ""
+    assert publisher.models == [result.model]
+    status = trainer.status()
+    assert status.training is False
+    assert status.last_result == result
+    assert status.last_finished_at == 1_790_000_000.0
+
+
+def test_a_failed_publish_is_part_of_the_result():
+    publisher = _Publisher(PublishOutcome(published=False, error="UNAVAILABLE: no predictor"))
+    steps = list(_trainer(publisher).run(_make(SMALL, publish=True, n_estimators=5)))
+    result = steps[-1].result
+    assert result is not None
+    assert not result.published
+    assert result.publish_error == "UNAVAILABLE: no predictor"
+    assert steps[-2].message == "not published: UNAVAILABLE: no predictor"
+
+
+def test_without_publish_the_publisher_is_not_called():
+    publisher = _Publisher(PublishOutcome(published=True))
+    steps = list(_trainer(publisher).run(_make(SMALL, n_estimators=5)))
+    assert publisher.models == []
+    assert steps[-1].result is not None
+    assert not steps[-1].result.published
+    assert steps[-1].result.publish_error == ""
+
+
+def test_a_second_run_while_one_is_running_is_refused_and_the_first_still_finishes():
+    trainer = _trainer(_Publisher(PublishOutcome(published=True)))
+    first = trainer.run(_make(SMALL, n_estimators=5))
+    assert next(first).stage == "history"
+    assert trainer.status().training
+    with pytest.raises(FailedPrecondition, match="already running"):
+        next(trainer.run(_make(SMALL)))
+    assert [s.stage for s in first][-1] == "done"
+    assert not trainer.status().training
+
+
+def test_closing_a_run_midway_frees_the_trainer():
+    trainer = _trainer(_Publisher(PublishOutcome(published=True)))
+    run = trainer.run(_make(SMALL, n_estimators=5))
+    next(run)
+    run.close()
+    assert not trainer.status().training
+    assert trainer.status().last_result is None
+
+
+def test_too_few_rows_fails_and_frees_the_trainer():
+    trainer = _trainer(_Publisher(PublishOutcome(published=True)))
+    short = SyntheticSource(seed=1, backends=1, duration_s=900.0, interval_s=10.0)
+    with pytest.raises(FailedPrecondition, match="rows have a full 300 s horizon"):
+        list(trainer.run(_make(short)))
+    assert not trainer.status().training
+
+
+def test_synthetic_history_is_the_seeded_generator():
+    source = SyntheticSource(seed=4, backends=2, duration_s=600.0, interval_s=10.0)
+    assert job.load_history(source) == synthetic.random_history(4, 2, 600.0, 10.0).points
