@@ -213,76 +213,111 @@ def stream_scenario(
 
 
 @dataclass(frozen=True)
-class Episode:
-    """One stretch in which a backend was drained or over the threshold."""
+class Drain:
+    """A run of steps in which a backend's breaker was open or half-open."""
 
     backend_id: str
-    crossed_at: float  # first step whose observed latency reached the threshold
-    drained_at: float | None  # first step of the stretch in which the router skipped it
-    steered: int  # decisions that skipped it during the stretch
+    start: float
+    end: float  # last step of the run
+    steered: int  # decisions that skipped the backend during the run
+    breached: bool  # its latency reached the threshold during the run
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A backend's latency reaching the threshold, and what the router did."""
+
+    backend_id: str
+    crossed_at: float
+    drain: Drain | None  # the drain the crossing fell in; None: traffic was never moved
     served_while_over: int  # decisions that sent it requests while it was over the threshold
     peak_ms: float
-    primary_again_at: float | None  # first later step with PRIMARY decisions
 
     @property
     def lead_s(self) -> float | None:
-        """Seconds the drain came before the crossing (negative: after)."""
-        return None if self.drained_at is None else self.crossed_at - self.drained_at
+        """Seconds the drain began before the crossing."""
+        return None if self.drain is None else self.crossed_at - self.drain.start
 
 
-def episodes(steps: list[Step], threshold_ms: float) -> list[Episode]:
+def drains(steps: list[Step], backend_id: str, threshold_ms: float) -> list[Drain]:
     found = []
-    for b in sorted(steps[0].points):
-
-        def hot(s: Step, b: str = b) -> bool:
-            return s.skipped[b] > 0 or s.points[b].latency_ms >= threshold_ms
-
-        i = 0
-        while i < len(steps):
-            if steps[i].points[b].latency_ms < threshold_ms:
-                i += 1
-                continue
-            start, end = i, i
-            while start > 0 and hot(steps[start - 1]):
-                start -= 1
-            while end + 1 < len(steps) and hot(steps[end + 1]):
-                end += 1
-            stretch = steps[start : end + 1]
-            drained = [s.t for s in stretch if s.skipped[b] > 0]
+    run: list[Step] = []
+    for step in [*steps, None]:
+        draining = step is not None and step.routes[backend_id].state in (router_pb2.OPEN, router_pb2.HALF_OPEN)
+        if draining and step is not None:
+            run.append(step)
+            continue
+        if run:
             found.append(
-                Episode(
-                    backend_id=b,
-                    crossed_at=steps[i].t,
-                    drained_at=drained[0] if drained else None,
-                    steered=sum(s.skipped[b] for s in stretch),
-                    served_while_over=sum(s.picks[b] for s in stretch if s.points[b].latency_ms >= threshold_ms),
-                    peak_ms=max(s.points[b].latency_ms for s in stretch),
-                    primary_again_at=next((s.t for s in steps[end + 1 :] if s.actions.get("PRIMARY")), None),
+                Drain(
+                    backend_id,
+                    run[0].t,
+                    run[-1].t,
+                    sum(s.skipped[backend_id] for s in run),
+                    any(s.points[backend_id].latency_ms >= threshold_ms for s in run),
                 )
             )
-            i = end + 1
-    return sorted(found, key=lambda e: e.crossed_at)
+            run = []
+    return found
+
+
+def episodes(steps: list[Step], threshold_ms: float) -> tuple[list[Episode], list[Drain]]:
+    """Each crossing of the threshold with the drain it fell in, and the
+    drains that no crossing followed (false alarms)."""
+    found: list[Episode] = []
+    false_drains: list[Drain] = []
+    for b in sorted(steps[0].points):
+        runs = drains(steps, b, threshold_ms)
+        false_drains += [d for d in runs if not d.breached]
+        over = [s.points[b].latency_ms >= threshold_ms for s in steps]
+        for i, step in enumerate(steps):
+            if not over[i] or (i > 0 and over[i - 1]):
+                continue
+            j = i
+            while j + 1 < len(steps) and over[j + 1]:
+                j += 1
+            stretch = steps[i : j + 1]
+            drain = next((d for d in runs if d.start <= step.t <= d.end), None)
+            served = sum(s.picks[b] for s in stretch)
+            peak = max(s.points[b].latency_ms for s in stretch)
+            previous = found[-1] if found and found[-1].backend_id == b else None
+            if drain is not None and previous is not None and previous.drain == drain:
+                # Latency dipped under the threshold and rose again within one drain: one episode.
+                served += previous.served_while_over
+                peak = max(peak, previous.peak_ms)
+                found[-1] = Episode(b, previous.crossed_at, drain, served, peak)
+            else:
+                found.append(Episode(b, step.t, drain, served, peak))
+    return sorted(found, key=lambda e: e.crossed_at), sorted(false_drains, key=lambda d: d.start)
 
 
 def summarise(steps: list[Step], threshold_ms: float) -> None:
     print("\nSummary")
-    found = episodes(steps, threshold_ms)
+    found, false_drains = episodes(steps, threshold_ms)
     for e in found:
-        if e.lead_s is None:
+        if e.drain is None:
             lead = "traffic was never moved away"
-        elif e.lead_s >= 0:
+        elif e.drain.start <= e.crossed_at:
             lead = f"traffic moved away {e.lead_s:.0f} s BEFORE latency crossed {threshold_ms:.0f} ms"
         else:
-            lead = f"traffic moved away {-e.lead_s:.0f} s AFTER latency crossed {threshold_ms:.0f} ms"
-        back = f"; decisions back to PRIMARY at {clock(e.primary_again_at)}" if e.primary_again_at else ""
+            lead = f"traffic moved away {-(e.lead_s or 0):.0f} s AFTER latency crossed {threshold_ms:.0f} ms"
         print(
             f"- {e.backend_id}: latency crossed {threshold_ms:.0f} ms at {clock(e.crossed_at)} "
-            f"(peak {e.peak_ms:.0f} ms); {lead}.\n"
-            f"  {e.steered} requests steered off {e.backend_id}; it received {e.served_while_over} "
-            f"while over the threshold{back}."
+            f"(peak {e.peak_ms:.0f} ms); {lead}."
         )
+        if e.drain is not None:
+            print(
+                f"  {e.drain.steered} requests steered off {e.backend_id}; it received {e.served_while_over} while "
+                f"over the threshold; its breaker closed again after {clock(e.drain.end)}."
+            )
     if not found:
         print("- no backend crossed the threshold")
+    if false_drains:
+        listed = ", ".join(f"{d.backend_id} at {clock(d.start)} for {d.end - d.start + 10:.0f} s" for d in false_drains)
+        moved = sum(d.steered for d in false_drains)
+        print(f"False alarms (drained, no breach followed): {len(false_drains)}: {listed}; {moved} requests moved.")
+    else:
+        print("False alarms (drained, no breach followed): none.")
     total = collections.Counter[str]()
     for s in steps:
         total.update(s.actions)

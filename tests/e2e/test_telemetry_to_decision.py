@@ -28,14 +28,15 @@ def test_router_moves_traffic_before_the_spike_and_returns_after(trained):
     steps = stream_scenario(fleet.channels, requests=6, echo=lambda _line: None)
     first = steps[0]
     assert set(first.actions) == {"ROUND_ROBIN"}, "every backend is cold at the start"
-    found = episodes(steps, THRESHOLD_MS)
+    found, false_drains = episodes(steps, THRESHOLD_MS)
     assert [e.backend_id for e in found] == ["backend-c", "backend-a"]
     for e in found:
         assert e.lead_s is not None and e.lead_s > 0, f"{e.backend_id} drained only after crossing: {e}"
-        assert e.steered > 0
-        assert e.primary_again_at is not None
+        assert e.drain is not None and e.drain.steered > 0
+        assert e.served_while_over == 0
     # backend-b never crosses and is never drained.
     assert sum(s.skipped["backend-b"] for s in steps) == 0
+    assert all(d.backend_id != "backend-b" for d in false_drains)
     last = steps[-1]
     assert set(last.actions) == {"PRIMARY"}, "load has fallen: back to plain rotation"
     assert all(route.basis == router_pb2.FORECAST for route in last.routes.values())
