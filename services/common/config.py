@@ -5,6 +5,7 @@ variable, and the variable over the built-in default."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -82,11 +83,25 @@ def add_address(parser: argparse.ArgumentParser, service: str) -> None:
     )
 
 
+LOG_FORMATS = ("", "console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def check_shared(args: argparse.Namespace) -> None:
+    """The rules for the options service_parser adds, applied once for all."""
+    require(0 <= args.port <= 65535, f"--port must be in [0, 65535], got {args.port}")
+    require(math.isfinite(args.grace_s) and args.grace_s >= 0, f"--grace-s must be >= 0, got {args.grace_s}")
+    require(args.log_format in LOG_FORMATS, f"--log-format must be console or json, got {args.log_format!r}")
+    args.log_level = args.log_level.lower()
+    require(args.log_level in LOG_LEVELS, f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}")
+
+
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, build: Callable[[argparse.Namespace], T]) -> T:
-    """Parses and builds the config; a ConfigError ends the process with a
-    message that names the setting."""
+    """Parses, checks the shared options and builds the config; a ConfigError
+    ends the process with a message that names the setting."""
     args = parser.parse_args(argv)
     try:
+        check_shared(args)
         return build(args)
     except ConfigError as exc:
         parser.error(str(exc))

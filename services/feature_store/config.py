@@ -11,9 +11,6 @@ from services.common import config
 from services.common.config import option, require
 from services.common.window import WindowLimits
 
-LOG_FORMATS = ("", "console", "json")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
 
 @dataclass(frozen=True)
 class FeatureStoreConfig:
@@ -84,13 +81,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def build(args: argparse.Namespace) -> FeatureStoreConfig:
-    require(0 <= args.port <= 65535, f"--port must be in [0, 65535], got {args.port}")
-    require(math.isfinite(args.grace_s) and args.grace_s >= 0, f"--grace-s must be >= 0, got {args.grace_s}")
-    require(args.log_format in LOG_FORMATS, f"--log-format must be console or json, got {args.log_format!r}")
-    require(
-        args.log_level.lower() in LOG_LEVELS,
-        f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}",
-    )
     require(math.isfinite(args.window_s) and args.window_s > 0, f"--window-s must be > 0, got {args.window_s}")
     require(args.window_max_points >= 1, f"--window-max-points must be >= 1, got {args.window_max_points}")
     require(args.max_backends >= 1, f"--max-backends must be >= 1, got {args.max_backends}")
@@ -103,7 +93,7 @@ def build(args: argparse.Namespace) -> FeatureStoreConfig:
         port=args.port,
         grace_s=args.grace_s,
         log_format=args.log_format,
-        log_level=args.log_level.lower(),
+        log_level=args.log_level,
         window_s=args.window_s,
         window_max_points=args.window_max_points,
         max_backends=args.max_backends,

@@ -13,7 +13,7 @@ from services.predictor import config, server
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = config.parse(argv)
+    cfg = config.load(argv)
     logs.configure("predictor", cfg.log_format or None, cfg.log_level)
     running = server.start(cfg)
     structlog.get_logger("predictor").info(

@@ -40,16 +40,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def build(args: argparse.Namespace) -> PredictorConfig:
-    config.require(0 <= args.port <= 65535, f"--port: must be in 0..65535, got {args.port}")
-    config.require(args.grace_s >= 0, f"--grace-s: must be >= 0, got {args.grace_s}")
     config.require(args.max_model_bytes > 0, f"--max-model-bytes: must be > 0, got {args.max_model_bytes}")
-    config.require(
-        args.log_format in ("", "console", "json"), f"--log-format: console or json, got {args.log_format!r}"
-    )
-    config.require(
-        args.log_level in ("debug", "info", "warning", "error"),
-        f"--log-level: debug, info, warning or error, got {args.log_level!r}",
-    )
     return PredictorConfig(
         host=args.host,
         port=args.port,
@@ -61,5 +52,5 @@ def build(args: argparse.Namespace) -> PredictorConfig:
     )
 
 
-def parse(argv: Sequence[str] | None = None) -> PredictorConfig:
+def load(argv: Sequence[str] | None = None) -> PredictorConfig:
     return config.parse(parser(), argv, build)

@@ -12,9 +12,6 @@ from services.common import config
 from services.common.config import require
 from services.common.window import WindowLimits
 
-LOG_FORMATS = ("", "console", "json")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
 
 @dataclass(frozen=True)
 class TrainerConfig:
@@ -85,12 +82,6 @@ def _positive(name: str, value: float) -> None:
 
 
 def build(args: argparse.Namespace) -> TrainerConfig:
-    require(0 <= args.port <= 65535, f"--port: must be in [0, 65535], got {args.port}")
-    require(math.isfinite(args.grace_s) and args.grace_s >= 0, f"--grace-s: must be >= 0, got {args.grace_s!r}")
-    require(args.log_format in LOG_FORMATS, f"--log-format: must be console or json, got {args.log_format!r}")
-    require(
-        args.log_level in LOG_LEVELS, f"--log-level: must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}"
-    )
     require(bool(args.predictor_addr), "--predictor-addr: must not be empty")
     _positive("--horizon-s", args.horizon_s)
     _positive("--threshold-ms", args.threshold_ms)

@@ -35,7 +35,7 @@ def start_fleet(model_dir: Path) -> Fleet:
     servers: dict[str, RunningServer] = {}
     try:
         servers["feature_store"] = fs_server.start(fs_config.load(local))
-        servers["predictor"] = pr_server.start(pr_config.parse([*local, "--model-dir", str(model_dir)]))
+        servers["predictor"] = pr_server.start(pr_config.load([*local, "--model-dir", str(model_dir)]))
         fs_addr = f"127.0.0.1:{servers['feature_store'].port}"
         pr_addr = f"127.0.0.1:{servers['predictor'].port}"
         servers["router"] = rt_server.start(

@@ -1,0 +1,42 @@
+import pytest
+
+from services.common import config
+from services.router.config import load as load_router
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--port", "70000"),
+        ("--port", "-1"),
+        ("--grace-s", "-1"),
+        ("--grace-s", "nan"),
+        ("--log-format", "xml"),
+        ("--log-level", "loud"),
+    ],
+)
+def test_shared_options_are_checked_for_every_service(flag, value):
+    args = config.service_parser("router", "test").parse_args([f"{flag}={value}"])
+    with pytest.raises(config.ConfigError, match=f"^{flag} "):
+        config.check_shared(args)
+
+
+def test_flags_win_over_variables_which_win_over_defaults(monkeypatch):
+    assert load_router([]).policy.threshold_ms == 300
+    monkeypatch.setenv("ACE_THRESHOLD_MS", "250")
+    monkeypatch.setenv("ACE_LOG_LEVEL", "WARNING")
+    assert load_router([]).policy.threshold_ms == 250
+    assert load_router([]).log_level == "warning"
+    assert load_router(["--threshold-ms", "200"]).policy.threshold_ms == 200
+
+
+def test_a_bad_variable_or_value_ends_the_process_naming_it(monkeypatch, capsys):
+    monkeypatch.setenv("ACE_THRESHOLD_MS", "fast")
+    with pytest.raises(SystemExit) as exited:
+        load_router([])
+    assert exited.value.code == 2
+    assert "ACE_THRESHOLD_MS='fast'" in capsys.readouterr().err
+    monkeypatch.delenv("ACE_THRESHOLD_MS")
+    with pytest.raises(SystemExit):
+        load_router(["--hysteresis", "1.5"])
+    assert "--hysteresis must be in [0, 1)" in capsys.readouterr().err
