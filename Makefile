@@ -9,6 +9,9 @@ RUN_DIR := .run
 
 .DEFAULT_GOAL := help
 .PHONY: help setup run up down test lint typecheck unit protos check-protos clean
+.PHONY: bench
+.PHONY: bench-foresight
+.PHONY: chaos-local image kind-up deploy chaos kind-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,6 +32,51 @@ up: $(STAMP) ## start the four services and keep them running (Ctrl-C or `make d
 
 down: ## stop what `make up` started
 	@if [ -f $(RUN_DIR)/up.pid ]; then kill -TERM $$(cat $(RUN_DIR)/up.pid) 2>/dev/null && echo "stopping ACE (pid $$(cat $(RUN_DIR)/up.pid))" || echo "ACE was not running"; else echo "ACE was not running"; fi
+
+chaos-local: $(STAMP) ## the five chaos faults against supervised local processes on free ports (part of make test)
+	$(PY) -m tools.chaos_local
+
+# Kubernetes on kind: needs Docker, kind and kubectl (see "Kubernetes" in README.md).
+IMAGE := ace:dev
+KIND_CLUSTER := ace
+K8S := kubectl -n ace
+
+image: ## build the one image of every service (needs a Docker engine)
+	docker build -t $(IMAGE) .
+
+kind-up: ## create the kind cluster of deploy/kind/cluster.yaml and load the image into it
+	kind create cluster --config deploy/kind/cluster.yaml --name $(KIND_CLUSTER)
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+deploy: ## apply deploy/k8s/overlays/kind, give the predictors a first model, wait until all is ready
+	kubectl apply -k deploy/k8s/overlays/kind
+	$(K8S) rollout status statefulset/feature-store --timeout=180s
+	$(K8S) rollout status deployment/router --timeout=180s
+	$(K8S) rollout status deployment/trainer --timeout=180s
+	$(K8S) wait pod -l app.kubernetes.io/name=predictor --for=jsonpath='{.status.containerStatuses[0].started}'=true --timeout=180s
+	@ready=$$($(K8S) get statefulset predictor -o jsonpath='{.status.readyReplicas}'); \
+	want=$$($(K8S) get statefulset predictor -o jsonpath='{.spec.replicas}'); \
+	if [ "$${ready:-0}" != "$$want" ]; then \
+	  echo "predictor replicas without a model: training a first one on synthetic history"; \
+	  $(K8S) exec deploy/trainer -- python -m tools.train_job --trainer-addr localhost:50054 --synthetic-seed 1; \
+	fi
+	$(K8S) rollout status statefulset/predictor --timeout=180s
+
+chaos: ## run the chaos Job on the kind cluster, print its report; fails if an invariant broke
+	$(K8S) delete job chaos --ignore-not-found --wait
+	kubectl apply -k deploy/k8s/overlays/kind-chaos
+	$(K8S) logs -f job/chaos --pod-running-timeout=180s
+	@for i in $$(seq 60); do [ -n "$$($(K8S) get job chaos -o jsonpath='{.status.succeeded}{.status.failed}')" ] && break; sleep 1; done; \
+	[ "$$($(K8S) get job chaos -o jsonpath='{.status.succeeded}')" = "1" ] || { echo "the chaos Job failed"; exit 1; }
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+bench: $(STAMP) ## every benchmark, each figure beside its baseline (a few minutes); writes docs/benchmarks.md
+	$(PY) -m bench.perf
+
+bench-foresight: $(STAMP) ## ACE against seven routers in a closed-loop simulation and on real telemetry (about 10 min); writes reports/foresight.md
+	$(PY) -m bench.foresight --out reports
 
 protos: $(STAMP) ## regenerate the Python stubs in ace/v1 from protos/
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. --pyi_out=. \

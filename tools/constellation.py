@@ -1,6 +1,11 @@
 """Starts the four services as separate processes on localhost, wires their
 addresses together, and stops them gracefully. Used by `make run` and
-`make up`, and by the end-to-end tests."""
+`make up`, and by the end-to-end tests.
+
+Supervised (as `make up` runs it), a service that dies is started again on
+the same port after a backoff, the way a Deployment restarts a pod; each
+service's current pid is in <run_dir>/pids/<name>.pid, which is what
+`make chaos-local` kills."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +25,11 @@ from services.common.config import ADDR_ENV
 
 ORDER = ("feature_store", "predictor", "router", "trainer")
 READY_TIMEOUT_S = 60.0
+# A restarted service waits this long first, doubling after each crash up to
+# the cap; a service that stayed up for STABLE_S starts from the bottom again.
+RESTART_BACKOFF_S = 0.25
+MAX_RESTART_BACKOFF_S = 5.0
+STABLE_S = 10.0
 
 
 class StartError(RuntimeError):
@@ -31,6 +43,20 @@ class Process:
     log_path: Path
     port: int = 0
     listening: threading.Event = field(default_factory=threading.Event)
+    started_at: float = field(default_factory=time.monotonic)
+    pump: threading.Thread | None = None
+
+    def start_pump(self) -> None:
+        self.pump = threading.Thread(target=self._pump, name=f"log-{self.name}", daemon=True)
+        self.pump.start()
+
+    def close(self) -> None:
+        """Once the process has exited: lets the pump read its log to the
+        end, then closes the pipe."""
+        if self.pump is not None:
+            self.pump.join(10)
+        if self.popen.stderr is not None:
+            self.popen.stderr.close()
 
     def _pump(self) -> None:
         """Copies the service's log lines to its file and notes the port it
@@ -59,50 +85,101 @@ class Constellation:
         ports: dict[str, int] | None = None,
         extra_args: dict[str, list[str]] | None = None,
         env: dict[str, str] | None = None,
+        supervise: bool = False,
+        echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
     ) -> None:
         self.run_dir = run_dir
         self.ports = ports or dict.fromkeys(ORDER, 0)
         self.extra_args = extra_args or {}
         self.env = env or {}
+        self.supervise = supervise
+        self.echo = echo
         self.processes: dict[str, Process] = {}
         # Exit code of each service after stop(); 0 means it stopped gracefully.
         self.exit_codes: dict[str, int | None] = {}
+        # Restarts of each service by the supervisor.
+        self.restarts: dict[str, int] = dict.fromkeys(ORDER, 0)
+        self._stopping = threading.Event()
+        self._supervisors: list[threading.Thread] = []
 
     def addr(self, name: str) -> str:
         return f"127.0.0.1:{self.processes[name].port}"
 
+    def pid_path(self, name: str) -> Path:
+        return self.run_dir / "pids" / f"{name}.pid"
+
     def start(self) -> Constellation:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "pids").mkdir(parents=True, exist_ok=True)
+        self._stopping.clear()
         try:
             for name in ORDER:
-                self._start_one(name)
+                self._start_one(name, self.ports[name])
         except BaseException:
             self.stop()
             raise
+        if self.supervise:
+            for name in ORDER:
+                thread = threading.Thread(target=self._supervise, args=(name,), name=f"supervise-{name}", daemon=True)
+                thread.start()
+                self._supervisors.append(thread)
         return self
 
-    def _start_one(self, name: str) -> None:
+    def _start_one(self, name: str, port: int, fresh_log: bool = True) -> None:
         env = {**os.environ, **self.env, "ACE_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
         for other, proc in self.processes.items():
-            env[ADDR_ENV[other]] = f"127.0.0.1:{proc.port}"
-        args = [sys.executable, "-m", f"services.{name}", "--host", "127.0.0.1", "--port", str(self.ports[name])]
+            if other != name:
+                env[ADDR_ENV[other]] = f"127.0.0.1:{proc.port}"
+        args = [sys.executable, "-m", f"services.{name}", "--host", "127.0.0.1", "--port", str(port)]
         args += self.extra_args.get(name, [])
         log_path = self.run_dir / "logs" / f"{name}.log"
-        log_path.write_text("")
+        if fresh_log:
+            log_path.write_text("")
         popen = subprocess.Popen(
             args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         proc = Process(name, popen, log_path)
         self.processes[name] = proc
-        threading.Thread(target=proc._pump, name=f"log-{name}", daemon=True).start()
+        self.pid_path(name).write_text(f"{popen.pid}\n")
+        proc.start_pump()
         if not proc.listening.wait(READY_TIMEOUT_S) or proc.port == 0:
             tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
             raise StartError(f"{name} did not start (exit code {popen.poll()}); its log ends:\n{tail}")
+
+    def _supervise(self, name: str) -> None:
+        """Starts the service again, on its port, whenever it dies before
+        stop(); waits longer after each quick crash."""
+        backoff = RESTART_BACKOFF_S
+        while True:
+            proc = self.processes[name]
+            code = proc.popen.wait()
+            if self._stopping.is_set():
+                return
+            proc.close()
+            if time.monotonic() - proc.started_at >= STABLE_S:
+                backoff = RESTART_BACKOFF_S
+            self.echo(f"supervisor: {name} (pid {proc.popen.pid}) exited with {code}; restarting in {backoff:g} s")
+            if self._stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, MAX_RESTART_BACKOFF_S)
+            try:
+                self._start_one(name, proc.port or self.ports[name], fresh_log=False)
+            except StartError as exc:
+                self.echo(f"supervisor: {exc}")
+                self.processes[name].popen.kill()  # one that hangs without listening counts as dead
+                continue
+            self.restarts[name] += 1
+            if self._stopping.is_set():  # stop() may have missed the new process
+                self.processes[name].popen.terminate()
+                self.processes[name].popen.wait(READY_TIMEOUT_S)
+                return
+            self.echo(f"supervisor: {name} restarted (pid {self.processes[name].popen.pid}) on port {proc.port}")
 
     def stop(self, grace_s: float = 10.0) -> dict[str, int | None]:
         """SIGTERM to every service (callers first), then their exit codes.
         A service that does not stop within the grace period is killed."""
         codes: dict[str, int | None] = {}
+        self._stopping.set()
         for name in reversed(ORDER):
             proc = self.processes.get(name)
             if proc is not None and proc.popen.poll() is None:
@@ -116,6 +193,11 @@ class Constellation:
             except subprocess.TimeoutExpired:
                 proc.popen.kill()
                 codes[name] = proc.popen.wait()
+            proc.close()
+            self.pid_path(name).unlink(missing_ok=True)
+        for thread in self._supervisors:
+            thread.join(READY_TIMEOUT_S + grace_s)
+        self._supervisors.clear()
         self.processes.clear()
         self.exit_codes.update(codes)
         return codes

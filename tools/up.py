@@ -1,7 +1,9 @@
 """`make up`: the four services on their default ports until Ctrl-C or
-`make down`. Model versions persist in the run directory; when the predictor
-has none yet, a first model is trained and published so the router has
-forecasts from the start."""
+`make down`. Model versions and the feature store's history persist in the
+run directory; when the predictor has none yet, a first model is trained and
+published so the router has forecasts from the start. A service that dies is
+restarted on its port with backoff; <run-dir>/pids/<name>.pid holds each
+service's pid."""
 
 from __future__ import annotations
 
@@ -40,6 +42,15 @@ def bootstrap_model(constellation: Constellation) -> None:
                 print(f"model {r.version}: published={r.published} {r.publish_error}")
 
 
+def persistent_dirs(run_dir: Path) -> dict[str, list[str]]:
+    """Where the predictor keeps its versions and the feature store its
+    history: inside the run directory, so they outlive a restart."""
+    return {
+        "predictor": ["--model-dir", str(run_dir / "models")],
+        "feature_store": ["--history-dir", str(run_dir / "history")],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.up", description=__doc__)
     parser.add_argument("--run-dir", default=".run", help="where logs, model versions and the pid file live")
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     constellation = Constellation(
-        run_dir, ports=dict(DEFAULT_PORTS), extra_args={"predictor": ["--model-dir", str(run_dir / "models")]}
+        run_dir, ports=dict(DEFAULT_PORTS), extra_args=persistent_dirs(run_dir), supervise=True
     )
     with constellation:
         pid_file.write_text(str(os.getpid()))

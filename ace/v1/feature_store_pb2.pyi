@@ -1,4 +1,7 @@
+import datetime
+
 from ace.v1 import telemetry_pb2 as _telemetry_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -48,3 +51,21 @@ class GetFeaturesResponse(_message.Message):
 class WatchFeaturesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ReadHistoryRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "last_s", "backend_ids")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_S_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_IDS_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    last_s: float
+    backend_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_s: _Optional[float] = ..., backend_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class HistoryBatch(_message.Message):
+    __slots__ = ("points",)
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.TelemetryPoint]
+    def __init__(self, points: _Optional[_Iterable[_Union[_telemetry_pb2.TelemetryPoint, _Mapping]]] = ...) -> None: ...

@@ -68,6 +68,11 @@ class FeatureStoreStub:
                 request_serializer=ace_dot_v1_dot_feature__store__pb2.WatchFeaturesRequest.SerializeToString,
                 response_deserializer=ace_dot_v1_dot_feature__store__pb2.GetFeaturesResponse.FromString,
                 _registered_method=True)
+        self.ReadHistory = channel.unary_stream(
+                '/ace.v1.FeatureStore/ReadHistory',
+                request_serializer=ace_dot_v1_dot_feature__store__pb2.ReadHistoryRequest.SerializeToString,
+                response_deserializer=ace_dot_v1_dot_feature__store__pb2.HistoryBatch.FromString,
+                _registered_method=True)
 
 
 class FeatureStoreServicer:
@@ -124,6 +129,23 @@ class FeatureStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadHistory(self, request, context):
+        """Streams back the history the store has recorded: every point it
+        accepted in the event-time range asked for, in the order it accepted
+        them (not sorted by event time; a point later replaced by a duplicate
+        appears once per time it was sent, the last one being the one kept), in
+        batches of at most 4096 points. The history is kept on disk only when
+        the store runs with --history-dir, within --history-max-bytes and
+        --history-max-age-s of event time before its newest point; older
+        points are gone. FAILED_PRECONDITION when the store keeps no history;
+        INVALID_ARGUMENT for a range that ends before it starts, or last_s
+        combined with start_time or end_time. An empty range, or an empty
+        history, ends the stream without a message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +168,11 @@ def add_FeatureStoreServicer_to_server(servicer, server):
                     servicer.WatchFeatures,
                     request_deserializer=ace_dot_v1_dot_feature__store__pb2.WatchFeaturesRequest.FromString,
                     response_serializer=ace_dot_v1_dot_feature__store__pb2.GetFeaturesResponse.SerializeToString,
+            ),
+            'ReadHistory': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadHistory,
+                    request_deserializer=ace_dot_v1_dot_feature__store__pb2.ReadHistoryRequest.FromString,
+                    response_serializer=ace_dot_v1_dot_feature__store__pb2.HistoryBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +296,33 @@ class FeatureStore:
             '/ace.v1.FeatureStore/WatchFeatures',
             ace_dot_v1_dot_feature__store__pb2.WatchFeaturesRequest.SerializeToString,
             ace_dot_v1_dot_feature__store__pb2.GetFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ace.v1.FeatureStore/ReadHistory',
+            ace_dot_v1_dot_feature__store__pb2.ReadHistoryRequest.SerializeToString,
+            ace_dot_v1_dot_feature__store__pb2.HistoryBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -90,7 +90,7 @@ class WatchRoutingTableRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected")
+    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points")
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class RoutingTable(_message.Message):
     HORIZON_S_FIELD_NUMBER: _ClassVar[int]
     PREDICTOR_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     FEATURE_STORE_CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    COLD_START_POINTS_FIELD_NUMBER: _ClassVar[int]
     backends: _containers.RepeatedCompositeFieldContainer[BackendRoute]
     partial: bool
     model_version: str
@@ -105,10 +106,11 @@ class RoutingTable(_message.Message):
     horizon_s: float
     predictor_available: bool
     feature_store_connected: bool
-    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ...) -> None: ...
+    cold_start_points: int
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ...) -> None: ...
 
 class BackendRoute(_message.Message):
-    __slots__ = ("backend_id", "state", "predicted_latency_ms", "observed_latency_ms", "as_of", "points_in_window", "cold", "basis", "state_since")
+    __slots__ = ("backend_id", "state", "predicted_latency_ms", "observed_latency_ms", "as_of", "points_in_window", "cold", "basis", "state_since", "risk_ms")
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +120,7 @@ class BackendRoute(_message.Message):
     COLD_FIELD_NUMBER: _ClassVar[int]
     BASIS_FIELD_NUMBER: _ClassVar[int]
     STATE_SINCE_FIELD_NUMBER: _ClassVar[int]
+    RISK_MS_FIELD_NUMBER: _ClassVar[int]
     backend_id: str
     state: BreakerState
     predicted_latency_ms: float
@@ -127,7 +130,8 @@ class BackendRoute(_message.Message):
     cold: bool
     basis: DecisionBasis
     state_since: _timestamp_pb2.Timestamp
-    def __init__(self, backend_id: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., predicted_latency_ms: _Optional[float] = ..., observed_latency_ms: _Optional[float] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., points_in_window: _Optional[int] = ..., cold: _Optional[bool] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    risk_ms: float
+    def __init__(self, backend_id: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., predicted_latency_ms: _Optional[float] = ..., observed_latency_ms: _Optional[float] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., points_in_window: _Optional[int] = ..., cold: _Optional[bool] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., risk_ms: _Optional[float] = ...) -> None: ...
 
 class GetRiskReportRequest(_message.Message):
     __slots__ = ()

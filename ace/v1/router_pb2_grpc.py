@@ -108,7 +108,10 @@ class RouterServicer:
     def WatchRoutingTable(self, request, context):
         """Streams the routing table: first the whole table, then, whenever it
         changes, the entries that changed (`partial` set). Updates that arrive
-        while the client is slow are coalesced per backend.
+        while the client is slow are coalesced per backend. Each message carries
+        what a client needs to pick locally with the router's own policy
+        (services/router/client.py does), so a high-throughput proxy decides
+        without one RPC per request.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,17 +1,19 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainRequest(_message.Message):
-    __slots__ = ("synthetic", "csv_path", "publish", "n_estimators", "max_depth", "horizon_s", "threshold_ms", "seed")
+    __slots__ = ("synthetic", "csv_path", "feature_store", "publish", "n_estimators", "max_depth", "horizon_s", "threshold_ms", "seed")
     SYNTHETIC_FIELD_NUMBER: _ClassVar[int]
     CSV_PATH_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_STORE_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
     N_ESTIMATORS_FIELD_NUMBER: _ClassVar[int]
     MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -20,13 +22,14 @@ class TrainRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     synthetic: SyntheticSource
     csv_path: str
+    feature_store: FeatureStoreSource
     publish: bool
     n_estimators: int
     max_depth: int
     horizon_s: float
     threshold_ms: float
     seed: int
-    def __init__(self, synthetic: _Optional[_Union[SyntheticSource, _Mapping]] = ..., csv_path: _Optional[str] = ..., publish: _Optional[bool] = ..., n_estimators: _Optional[int] = ..., max_depth: _Optional[int] = ..., horizon_s: _Optional[float] = ..., threshold_ms: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    def __init__(self, synthetic: _Optional[_Union[SyntheticSource, _Mapping]] = ..., csv_path: _Optional[str] = ..., feature_store: _Optional[_Union[FeatureStoreSource, _Mapping]] = ..., publish: _Optional[bool] = ..., n_estimators: _Optional[int] = ..., max_depth: _Optional[int] = ..., horizon_s: _Optional[float] = ..., threshold_ms: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class SyntheticSource(_message.Message):
     __slots__ = ("seed", "backends", "duration_s", "interval_s")
@@ -40,6 +43,12 @@ class SyntheticSource(_message.Message):
     interval_s: float
     def __init__(self, seed: _Optional[int] = ..., backends: _Optional[int] = ..., duration_s: _Optional[float] = ..., interval_s: _Optional[float] = ...) -> None: ...
 
+class FeatureStoreSource(_message.Message):
+    __slots__ = ("duration_s",)
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    duration_s: float
+    def __init__(self, duration_s: _Optional[float] = ...) -> None: ...
+
 class TrainProgress(_message.Message):
     __slots__ = ("stage", "message", "result")
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -51,16 +60,28 @@ class TrainProgress(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ...) -> None: ...
 
 class TrainResult(_message.Message):
-    __slots__ = ("version", "metrics", "published", "publish_error")
+    __slots__ = ("version", "metrics", "published", "publish_error", "replicas")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_ERROR_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     version: str
     metrics: TrainMetrics
     published: bool
     publish_error: str
-    def __init__(self, version: _Optional[str] = ..., metrics: _Optional[_Union[TrainMetrics, _Mapping]] = ..., published: _Optional[bool] = ..., publish_error: _Optional[str] = ...) -> None: ...
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaPublish]
+    def __init__(self, version: _Optional[str] = ..., metrics: _Optional[_Union[TrainMetrics, _Mapping]] = ..., published: _Optional[bool] = ..., publish_error: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaPublish, _Mapping]]] = ...) -> None: ...
+
+class ReplicaPublish(_message.Message):
+    __slots__ = ("address", "published", "error")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    published: bool
+    error: str
+    def __init__(self, address: _Optional[str] = ..., published: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class TrainMetrics(_message.Message):
     __slots__ = ("train_rows", "test_rows", "mae_ms", "r2", "breach_precision", "breach_recall", "persistence_mae_ms", "onnx_max_abs_diff_ms", "threshold_ms", "horizon_s")

@@ -6,6 +6,8 @@ the schema they were trained on and the predictor refuses any other.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -33,36 +35,44 @@ FEATURE_NAMES: tuple[str, ...] = (
 N_FEATURES = len(FEATURE_NAMES)
 
 
-def _slope(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float:
-    """Least-squares slope of y on x; 0 when x does not vary."""
-    if len(x) < 2:
-        return 0.0
-    dx = x - x.mean()
-    var = float(dx @ dx)
-    if var <= 1e-12:
-        return 0.0
-    return float(dx @ (y - y.mean())) / var
+def _slope(cov: float, var: float) -> float:
+    """Least-squares slope from a centred covariance and variance; 0 when x
+    does not vary (or there are fewer than two points)."""
+    return 0.0 if var <= 1e-12 else cov / var
 
 
 def compute(window: Window) -> npt.NDArray[np.float64]:
-    """The feature vector of a non-empty window, as of its newest point."""
+    """The feature vector of a non-empty window, as of its newest point.
+
+    Every mean, spread and slope comes from two centred Gram matrices (the
+    whole window and its last RATE_SPAN_S), about a dozen numpy calls in all:
+    on windows this small numpy's cost is per call, not per point, and the
+    feature store computes a vector for every backend that changes."""
     rows = window.rows
-    if len(rows) == 0:
+    n = len(rows)
+    if n == 0:
         raise ValueError("cannot compute features of an empty window")
-    t = rows[:, TIME]
-    load = rows[:, LOAD]
-    latency = rows[:, LATENCY]
-    recent = t >= t[-1] - RATE_SPAN_S
+    newest = rows[-1].tolist()
+    # Column sums as a product with ones: a fifth of the cost of sum(axis=0).
+    ones = np.ones(n)
+    mean = (ones @ rows) / n
+    centred = rows - mean
+    # [i][j] is the sum over points of (column i - its mean)(column j - its mean).
+    g = (centred.T @ centred).tolist()
+    start = int(np.searchsorted(rows[:, TIME], newest[TIME] - RATE_SPAN_S, side="left"))
+    recent = rows[start:, : LATENCY + 1]
+    recent_centred = recent - (ones[start:] @ recent) / (n - start)
+    r = (recent_centred.T @ recent_centred).tolist()
     out = np.empty(N_FEATURES, dtype=np.float64)
-    out[0] = load[-1]
-    out[1] = latency[-1]
-    out[2] = rows[-1, ERROR]
-    out[3] = _slope(t[recent], load[recent])
-    out[4] = _slope(t[recent], latency[recent])
-    out[5] = _slope(t, load)
-    out[6] = load.mean()
-    out[7] = latency.mean()
-    out[8] = latency.max()
-    out[9] = latency.std()
-    out[10] = _slope(load, latency)
+    out[0] = newest[LOAD]
+    out[1] = newest[LATENCY]
+    out[2] = newest[ERROR]
+    out[3] = _slope(r[TIME][LOAD], r[TIME][TIME])
+    out[4] = _slope(r[TIME][LATENCY], r[TIME][TIME])
+    out[5] = _slope(g[TIME][LOAD], g[TIME][TIME])
+    out[6] = mean[LOAD]
+    out[7] = mean[LATENCY]
+    out[8] = rows[:, LATENCY].max()
+    out[9] = math.sqrt(max(g[LATENCY][LATENCY], 0.0) / n)
+    out[10] = _slope(g[LOAD][LATENCY], g[LOAD][LOAD])
     return out

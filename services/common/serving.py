@@ -40,9 +40,10 @@ class RunningServer:
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     def set_serving(self, serving: bool) -> None:
-        status = SERVING if serving else NOT_SERVING
-        self.health.set("", status)
-        self.health.set(self.service_name, status)
+        """Readiness: whether the service can do its job. The server itself
+        ("", what liveness probes ask) stays SERVING while it runs, so a
+        predictor waiting for its first model is not restarted for it."""
+        self.health.set(self.service_name, SERVING if serving else NOT_SERVING)
 
     def stop(self, grace_s: float) -> None:
         """Says NOT_SERVING to every health watcher, lets calls in flight
@@ -82,6 +83,7 @@ def start_server(
         raise OSError(f"could not bind {host}:{port}")
     server.start()
     running = RunningServer(server=server, port=bound, service_name=service_name, health=health_servicer)
+    health_servicer.set("", SERVING)
     running.set_serving(serving)
     return running
 

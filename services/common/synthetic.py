@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from services.common.telemetry import Point
 
@@ -18,6 +19,14 @@ from services.common.telemetry import Point
 # runs repeat to the byte.
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 TIMEOUT_MS = 5_000.0
+# The shape of a backend's base load, outside spikes: a two-hour cycle and a
+# slow AR(1) drift, both as fractions of capacity. simulate() and
+# utilisation() share them, so the benchmark's request-level traffic has the
+# same shape as the telemetry the trainer learns from.
+DIURNAL_AMPLITUDE = 0.08
+DIURNAL_PERIOD_S = 7200.0
+WOBBLE_DECAY = 0.97
+WOBBLE_SD = 0.01
 
 
 @dataclass(frozen=True)
@@ -91,8 +100,8 @@ def simulate(
         phase = rng.uniform(0, 2 * math.pi)
         for step in range(1, steps + 1):
             t = step * interval_s
-            wobble = 0.97 * wobble + rng.normal(0, 0.01)
-            diurnal = 0.08 * math.sin(2 * math.pi * t / 7200.0 + phase)
+            wobble = WOBBLE_DECAY * wobble + rng.normal(0, WOBBLE_SD)
+            diurnal = DIURNAL_AMPLITUDE * math.sin(2 * math.pi * t / DIURNAL_PERIOD_S + phase)
             util = backend.base_utilisation + diurnal + wobble
             util += sum(s.extra(t, backend.base_utilisation) for s in spikes.get(backend.backend_id, ()))
             load = max(util, 0.0) * backend.capacity_rps * rng.lognormal(0, 0.03)
@@ -117,6 +126,29 @@ def simulate(
     points.sort(key=lambda p: (p.observed_at, p.backend_id))
     quality.sort(key=lambda q: q.reported_at)
     return History(points, quality, backends, spikes)
+
+
+def utilisation(
+    base_utilisation: float, spikes: list[Spike], *, duration_s: float, interval_s: float, seed: int
+) -> npt.NDArray[np.float64]:
+    """Offered load as a fraction of capacity at the end of each interval:
+    the base load with the same cycle and drift simulate() gives a backend,
+    plus the spikes. For request-level traffic (the foresight benchmark
+    draws Poisson arrivals at this rate)."""
+    rng = np.random.default_rng(seed)
+    steps = int(duration_s // interval_s)
+    t = np.arange(1, steps + 1) * interval_s
+    noise = rng.normal(0, WOBBLE_SD, steps)
+    wobble = np.empty(steps)
+    level = 0.0
+    for i in range(steps):
+        level = WOBBLE_DECAY * level + noise[i]
+        wobble[i] = level
+    phase = rng.uniform(0, 2 * math.pi)
+    util = base_utilisation + DIURNAL_AMPLITUDE * np.sin(2 * math.pi * t / DIURNAL_PERIOD_S + phase) + wobble
+    for spike in spikes:
+        util += [spike.extra(float(x), base_utilisation) for x in t]
+    return np.asarray(np.maximum(util, 0.0), dtype=np.float64)
 
 
 def random_history(seed: int, n_backends: int = 6, duration_s: float = 6 * 3600.0, interval_s: float = 10.0) -> History:

@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         window_s=config.window_s,
         window_max_points=config.window_max_points,
         max_backends=config.max_backends,
+        history_dir=str(config.history_dir) if config.history_dir else None,
     )
     serve_until_signal(running, config.grace_s)
 

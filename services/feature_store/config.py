@@ -6,10 +6,12 @@ import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.common import config
 from services.common.config import option, require
 from services.common.window import WindowLimits
+from services.feature_store.history import Retention
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,19 @@ class FeatureStoreConfig:
     # thread for as long as it is open, so they are capped below the pool
     # size: open streams can never starve Ingest and GetFeatures.
     max_streams: int = 32
+    # Where every accepted point is appended for the trainer; None keeps no
+    # history (ReadHistory answers FAILED_PRECONDITION).
+    history_dir: Path | None = None
+    history_max_bytes: int = 256 << 20
+    history_max_age_s: float = 7 * 86400.0  # of event time before the newest point
 
     @property
     def limits(self) -> WindowLimits:
         return WindowLimits(span_s=self.window_s, max_points=self.window_max_points)
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(max_bytes=self.history_max_bytes, max_age_s=self.history_max_age_s)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,7 +86,31 @@ def parser() -> argparse.ArgumentParser:
         env="ACE_MAX_STREAMS",
         cast=int,
         default=defaults.max_streams,
-        help="most WatchFeatures and IngestStream calls open at once",
+        help="most WatchFeatures, IngestStream and ReadHistory calls open at once",
+    )
+    option(
+        p,
+        "--history-dir",
+        env="ACE_HISTORY_DIR",
+        cast=str,
+        default="",
+        help="directory the history of accepted points is appended to, for training (empty: keep none)",
+    )
+    option(
+        p,
+        "--history-max-bytes",
+        env="ACE_HISTORY_MAX_BYTES",
+        cast=int,
+        default=defaults.history_max_bytes,
+        help="most bytes the history keeps; the oldest segments go first",
+    )
+    option(
+        p,
+        "--history-max-age-s",
+        env="ACE_HISTORY_MAX_AGE_S",
+        cast=float,
+        default=defaults.history_max_age_s,
+        help="event-time seconds of history kept before its newest point",
     )
     return p
 
@@ -88,6 +123,11 @@ def build(args: argparse.Namespace) -> FeatureStoreConfig:
         args.max_points_per_request >= 1, f"--max-points-per-request must be >= 1, got {args.max_points_per_request}"
     )
     require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
+    require(args.history_max_bytes >= 1 << 20, f"--history-max-bytes must be >= 1 MiB, got {args.history_max_bytes}")
+    require(
+        math.isfinite(args.history_max_age_s) and args.history_max_age_s > 0,
+        f"--history-max-age-s must be > 0, got {args.history_max_age_s}",
+    )
     return FeatureStoreConfig(
         host=args.host,
         port=args.port,
@@ -99,6 +139,9 @@ def build(args: argparse.Namespace) -> FeatureStoreConfig:
         max_backends=args.max_backends,
         max_points_per_request=args.max_points_per_request,
         max_streams=args.max_streams,
+        history_dir=Path(args.history_dir) if args.history_dir else None,
+        history_max_bytes=args.history_max_bytes,
+        history_max_age_s=args.history_max_age_s,
     )
 
 

@@ -11,12 +11,14 @@ from contextlib import closing, contextmanager
 import grpc
 
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc, telemetry_pb2
-from services.common.errors import InvalidInput, ResourceExhausted, Unavailable
+from services.common.errors import FailedPrecondition, InvalidInput, ResourceExhausted, Unavailable
 from services.common.features import FEATURE_NAMES, SCHEMA_VERSION
+from services.common.points import to_message
 from services.common.serving import RunningServer, start_server
 from services.common.telemetry import Point, problem
 from services.common.timeutil import set_timestamp, to_seconds
 from services.feature_store.config import FeatureStoreConfig
+from services.feature_store.history import History, event_range
 from services.feature_store.store import BackendVector, Rejection, Store
 
 SERVICE_NAME = feature_store_pb2.DESCRIPTOR.services_by_name["FeatureStore"].full_name
@@ -25,6 +27,8 @@ SERVICE_NAME = feature_store_pb2.DESCRIPTOR.services_by_name["FeatureStore"].ful
 WATCH_POLL_S = 0.5
 # Worker threads kept for unary calls on top of the ones streams may hold.
 UNARY_WORKERS = 16
+# Points per ReadHistory message: about 200 KB, well under gRPC's 4 MB.
+HISTORY_BATCH_POINTS = 4096
 
 
 def point_of(msg: telemetry_pb2.TelemetryPoint) -> Point | str:
@@ -137,12 +141,31 @@ class FeatureStoreServicer(feature_store_pb2_grpc.FeatureStoreServicer):
         if self._store.closed and context.is_active():
             raise Unavailable("feature store is shutting down; watch another replica or reconnect")
 
+    def ReadHistory(
+        self, request: feature_store_pb2.ReadHistoryRequest, context: grpc.ServicerContext
+    ) -> Iterator[feature_store_pb2.HistoryBatch]:
+        history = self._store.history
+        if history is None:
+            raise FailedPrecondition("history: this feature store keeps none (it runs without --history-dir)")
+        start, end = event_range(
+            to_seconds(request.start_time) if request.HasField("start_time") else None,
+            to_seconds(request.end_time) if request.HasField("end_time") else None,
+            request.last_s,
+            history.newest,
+        )
+        with self._streams.hold("ReadHistory"):
+            for batch in history.read(start, end, request.backend_ids, HISTORY_BATCH_POINTS):
+                if not context.is_active():
+                    return
+                yield feature_store_pb2.HistoryBatch(points=[to_message(p) for p in batch])
+
 
 def start(config: FeatureStoreConfig, store: Store | None = None) -> RunningServer:
     """Starts the service on config.host:config.port (0 picks a free port),
     SERVING at once: an empty store is a working one."""
     if store is None:
-        store = Store(config.limits, config.max_backends)
+        history = History(config.history_dir, config.retention) if config.history_dir is not None else None
+        store = Store(config.limits, config.max_backends, history)
     servicer = FeatureStoreServicer(
         store, max_points_per_request=config.max_points_per_request, max_streams=config.max_streams
     )
@@ -157,4 +180,6 @@ def start(config: FeatureStoreConfig, store: Store | None = None) -> RunningServ
     # Watch streams never end on their own: end them before the grace period
     # so that it serves the calls that do.
     running.on_closing.append(store.close)
+    if store.history is not None:
+        running.on_stop.append(store.history.close)
     return running

@@ -18,6 +18,7 @@ from services.common.changes import ChangeFeed, Subscription
 from services.common.errors import NotFound
 from services.common.telemetry import Point, problem
 from services.common.window import Window, WindowLimits
+from services.feature_store.history import History
 
 _log = structlog.get_logger("feature_store")
 
@@ -59,9 +60,11 @@ class Store:
     updates and vector computation only, never for validation, logging or
     anything a client controls the pace of."""
 
-    def __init__(self, limits: WindowLimits, max_backends: int) -> None:
+    def __init__(self, limits: WindowLimits, max_backends: int, history: History | None = None) -> None:
         self.limits = limits
         self.max_backends = max_backends
+        # Every accepted point is appended to it, outside the window lock.
+        self.history = history
         self._backends: dict[str, _Backend] = {}
         self._lock = threading.Lock()
         self._changes = ChangeFeed()
@@ -98,6 +101,7 @@ class Store:
         late: list[Rejection] = []  # rejected by the state of the store, not the point alone
         added: list[str] = []
         changed: set[str] = set()
+        stored: list[Point] = []
         cap_now_reached = False
         with self._lock:
             for i, point in valid:
@@ -116,9 +120,12 @@ class Store:
                     continue
                 backend.vector = None
                 changed.add(point.backend_id)
+                stored.append(point)
             total = len(self._backends)
 
         self._changes.publish(changed)
+        if self.history is not None:
+            self.history.append(stored)
 
         for backend_id in added:
             _log.info("backend_added", backend_id=backend_id, backends=total)

@@ -95,14 +95,13 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
         model = self._registry.active
         if model is None:
             raise FailedPrecondition("no active model")
-        predicted = model.score([(v.schema_version, v.values) for v in request.vectors])
-        return predictor_pb2.PredictResponse(
-            model_version=model.version,
-            predictions=[
-                predictor_pb2.Prediction(backend_id=v.backend_id, predicted_latency_ms=float(p))
-                for v, p in zip(request.vectors, predicted, strict=True)
-            ],
-        )
+        vectors = request.vectors
+        predicted = model.score([(v.schema_version, v.values) for v in vectors])
+        response = predictor_pb2.PredictResponse(model_version=model.version)
+        add = response.predictions.add
+        for v, p in zip(vectors, predicted.tolist(), strict=True):
+            add(backend_id=v.backend_id, predicted_latency_ms=p)
+        return response
 
     def PublishModel(
         self, request_iterator: Iterator[predictor_pb2.PublishModelRequest], context: grpc.ServicerContext

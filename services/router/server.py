@@ -12,26 +12,13 @@ from services.common.serving import RunningServer, start_server
 from services.common.timeutil import set_timestamp
 from services.router import risk
 from services.router.config import RouterConfig
-from services.router.policy import Action, Basis, State
+from services.router.policy import Basis
 from services.router.sync import TableSync
 from services.router.table import STATUS_KEY, Entry, RoutingTable
+from services.router.wire import ACTION, BASIS, STATE
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 WATCH_POLL_S = 0.5
-
-ACTION = {
-    Action.PRIMARY: router_pb2.PRIMARY,
-    Action.REROUTE: router_pb2.REROUTE,
-    Action.ROUND_ROBIN: router_pb2.ROUND_ROBIN,
-    Action.LAST_RESORT: router_pb2.LAST_RESORT,
-}
-STATE = {State.CLOSED: router_pb2.CLOSED, State.OPEN: router_pb2.OPEN, State.HALF_OPEN: router_pb2.HALF_OPEN}
-BASIS = {
-    Basis.FORECAST: router_pb2.FORECAST,
-    Basis.OBSERVED_LATENCY: router_pb2.OBSERVED_LATENCY,
-    Basis.COLD_START: router_pb2.COLD_START,
-    Basis.NO_TELEMETRY: router_pb2.NO_TELEMETRY,
-}
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
@@ -40,9 +27,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
 
     def Decide(self, request: router_pb2.DecideRequest, context: grpc.ServicerContext) -> router_pb2.Decision:
         decided = self._table.decide(request.candidates)
-        choice, entry = decided.choice, decided.entry
+        choice = decided.choice
         reason = choice.reason
-        if entry is not None and not self._table.feature_store_connected:
+        if decided.basis is Basis.OBSERVED_LATENCY:
+            reason += "; predictor unreachable or without a model: reactive fallback on observed latency"
+        if decided.state is not None and not self._table.feature_store_connected:
             reason += "; feature store unreachable: deciding on the last known table"
         decision = router_pb2.Decision(
             request_id=request.request_id,
@@ -54,10 +43,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             skipped=choice.skipped,
             basis=BASIS[decided.basis],
         )
-        if entry is not None:
-            decision.predicted_latency_ms = entry.risk_ms or 0.0
-            decision.breaker_state = STATE[entry.breaker.state]
-            set_timestamp(decision.as_of, entry.as_of)
+        if decided.state is not None:
+            decision.predicted_latency_ms = decided.risk_ms or 0.0
+            decision.breaker_state = STATE[decided.state]
+            set_timestamp(decision.as_of, decided.as_of)
         return decision
 
     def GetRoutingTable(
@@ -119,6 +108,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             horizon_s=table.model.horizon_s or table.settings.horizon_s,
             predictor_available=table.predictor_available,
             feature_store_connected=table.feature_store_connected,
+            cold_start_points=table.settings.cold_start_points,
         )
         for e in entries:
             route = out.backends.add(
@@ -130,6 +120,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 cold=e.points < table.settings.cold_start_points,
                 basis=BASIS[e.basis],
             )
+            risk_ms = e.risk_ms
+            if risk_ms is not None:
+                route.risk_ms = risk_ms
             set_timestamp(route.as_of, e.as_of)
             set_timestamp(route.state_since, e.breaker.since)
         return out

@@ -13,8 +13,8 @@ import numpy.typing as npt
 import structlog
 
 from services.common.changes import ChangeFeed
-from services.common.errors import FailedPrecondition, InvalidInput
-from services.router.policy import Action, Basis, Breaker, Candidate, Choice, Settings, State, choose
+from services.router.policy import Basis, Breaker, Candidate, Choice, Settings, State
+from services.router.rotation import Rotation
 
 _log = structlog.get_logger("router")
 
@@ -44,8 +44,6 @@ class Entry:
     predicted_ms: float | None = None
     basis: Basis = Basis.COLD_START
     features: npt.NDArray[np.float64] | None = None
-    # Counts the turns a half-open backend was due, so it takes every other one.
-    half_open_turns: int = 0
 
     @property
     def risk_ms(self) -> float | None:
@@ -70,10 +68,15 @@ class ModelFacts:
 
 @dataclass(frozen=True)
 class Decided:
+    """A choice and what the answer says about the chosen backend; state is
+    None (and risk_ms and as_of empty) when nothing was known about it."""
+
     choice: Choice
-    entry: Entry | None
     basis: Basis
     model_version: str
+    state: State | None = None
+    risk_ms: float | None = None
+    as_of: float = 0.0
 
 
 class RoutingTable:
@@ -82,7 +85,9 @@ class RoutingTable:
         self.changes = ChangeFeed()
         self._lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
-        self._turn = 0
+        # What decisions read: one ready Candidate per backend, replaced on
+        # every update, so Decide neither builds nor copies per candidate.
+        self._rotation = Rotation(settings)
         self.model = ModelFacts()
         self.predictor_available = False
         self.feature_store_connected = False
@@ -108,6 +113,7 @@ class RoutingTable:
                 else:
                     entry.basis = Basis.FORECAST if u.predicted_ms is not None else Basis.OBSERVED_LATENCY
                     self._drive(entry)
+                self._rotation.put(self._candidate(entry))
                 changed.append(u.backend_id)
         self.changes.publish(changed)
 
@@ -117,7 +123,6 @@ class RoutingTable:
         old = entry.breaker.state
         new = entry.breaker.observe(risk, entry.as_of, self.settings)
         if new is not None:
-            entry.half_open_turns = 0
             _log.info(
                 "breaker_transition",
                 backend=entry.backend_id,
@@ -161,38 +166,16 @@ class RoutingTable:
             return [_copy(self._entries[i]) for i in ids]
 
     def decide(self, candidates: Sequence[str]) -> Decided:
-        for i, backend_id in enumerate(candidates):
-            if not backend_id:
-                raise InvalidInput(f"candidates[{i}]: must not be empty")
-        if len(set(candidates)) != len(candidates):
-            raise InvalidInput("candidates: each backend may appear once")
+        """Chooses among the candidates (every known backend when none are
+        given). InvalidInput names an empty, repeated or unknown candidate;
+        FailedPrecondition when none are given and none is known."""
         with self._lock:
-            if not self._entries:
-                return self._decide_blind(candidates)
-            names = list(candidates) if candidates else sorted(self._entries)
-            for i, backend_id in enumerate(names):
-                if backend_id not in self._entries:
-                    raise InvalidInput(f"candidates[{i}]: unknown backend {backend_id!r}")
-            entries = [self._entries[b] for b in names]
-            turn = self._turn
-            self._turn += 1
-            choice = choose([self._candidate(e) for e in entries], turn, self.settings)
-            primary = entries[turn % len(entries)]
-            if primary.breaker.state is State.HALF_OPEN and not primary.points < self.settings.cold_start_points:
-                primary.half_open_turns += 1
-            chosen = self._entries[choice.backend_id]
+            choice, chosen = self._rotation.pick(candidates)
+            if chosen is None:
+                return Decided(choice, Basis.NO_TELEMETRY, "")
             model_version = self.model.version if chosen.basis is Basis.FORECAST else ""
-            return Decided(choice, _copy(chosen), chosen.basis, model_version)
-
-    def _decide_blind(self, candidates: Sequence[str]) -> Decided:
-        if not candidates:
-            raise FailedPrecondition("candidates: empty, and no backend is known yet (no telemetry received)")
-        turn = self._turn
-        self._turn += 1
-        pick = candidates[turn % len(candidates)]
-        rest = tuple(c for c in candidates if c != pick)
-        reason = "no telemetry received yet for any backend: round robin over the candidates as given"
-        return Decided(Choice(pick, Action.ROUND_ROBIN, reason, rest), None, Basis.NO_TELEMETRY, "")
+            as_of = self._entries[chosen.backend_id].as_of
+            return Decided(choice, chosen.basis, model_version, chosen.state, chosen.risk_ms, as_of)
 
     def _candidate(self, e: Entry) -> Candidate:
         return Candidate(
@@ -202,7 +185,6 @@ class RoutingTable:
             points=e.points,
             risk_ms=e.risk_ms,
             basis=e.basis,
-            probe_due=e.half_open_turns % 2 == 0,
         )
 
 
@@ -216,5 +198,4 @@ def _copy(e: Entry) -> Entry:
         predicted_ms=e.predicted_ms,
         basis=e.basis,
         features=e.features,
-        half_open_turns=e.half_open_turns,
     )

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common import config
+from services.common import addresses, config
 from services.common.config import require
 from services.common.window import WindowLimits
 
@@ -21,6 +21,11 @@ class TrainerConfig:
     log_format: str = ""
     log_level: str = "info"
     predictor_addr: str = f"localhost:{config.DEFAULT_PORTS['predictor']}"
+    # Comma-separated host:port entries to publish to, each host standing for
+    # every address it resolves to (a headless Service: every predictor
+    # pod). Empty: publish to predictor_addr alone.
+    predictor_publish_addrs: str = ""
+    feature_store_addr: str = f"localhost:{config.DEFAULT_PORTS['feature_store']}"
     # Forecast horizon used when a request leaves horizon_s at 0, seconds.
     horizon_s: float = 300.0
     # Breach threshold used when a request leaves threshold_ms at 0.
@@ -39,6 +44,16 @@ class TrainerConfig:
 def parser() -> argparse.ArgumentParser:
     p = config.service_parser("trainer", "Trains the latency model and publishes it to the predictor.")
     config.add_address(p, "predictor")
+    config.add_address(p, "feature_store")
+    config.option(
+        p,
+        "--predictor-publish-addrs",
+        env="ACE_PREDICTOR_PUBLISH_ADDRS",
+        cast=str,
+        default="",
+        help="comma-separated host:port of every predictor replica to publish to; a host resolving to several "
+        "addresses (a headless Service) stands for each (empty: --predictor-addr alone)",
+    )
     config.option(
         p, "--horizon-s", env="ACE_HORIZON_S", cast=float, default=300.0, help="default forecast horizon, seconds"
     )
@@ -83,6 +98,12 @@ def _positive(name: str, value: float) -> None:
 
 def build(args: argparse.Namespace) -> TrainerConfig:
     require(bool(args.predictor_addr), "--predictor-addr: must not be empty")
+    require(bool(args.feature_store_addr), "--feature-store-addr: must not be empty")
+    for entry in filter(None, (e.strip() for e in args.predictor_publish_addrs.split(","))):
+        try:
+            addresses.split(entry)
+        except ValueError as exc:
+            raise config.ConfigError(f"--predictor-publish-addrs: {exc}") from exc
     _positive("--horizon-s", args.horizon_s)
     _positive("--threshold-ms", args.threshold_ms)
     _positive("--window-s", args.window_s)
@@ -95,6 +116,8 @@ def build(args: argparse.Namespace) -> TrainerConfig:
         log_format=args.log_format,
         log_level=args.log_level,
         predictor_addr=args.predictor_addr,
+        predictor_publish_addrs=args.predictor_publish_addrs,
+        feature_store_addr=args.feature_store_addr,
         horizon_s=args.horizon_s,
         threshold_ms=args.threshold_ms,
         window_s=args.window_s,

@@ -48,7 +48,14 @@ class CsvSource:
     path: str  # on the trainer's filesystem
 
 
-Source = SyntheticSource | CsvSource
+@dataclass(frozen=True)
+class FeatureStoreSource:
+    """The history the feature store recorded, read through its ReadHistory."""
+
+    duration_s: float = 0.0  # the newest seconds of event time; 0: all it holds
+
+
+Source = SyntheticSource | CsvSource | FeatureStoreSource
 
 
 @dataclass(frozen=True)
@@ -67,9 +74,24 @@ class Job:
 
 
 @dataclass(frozen=True)
-class PublishOutcome:
+class ReplicaOutcome:
+    address: str
     published: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    published: bool  # by every replica
     error: str = ""  # why not, when publishing was asked for and failed
+    replicas: tuple[ReplicaOutcome, ...] = ()
+
+    @classmethod
+    def of(cls, replicas: tuple[ReplicaOutcome, ...]) -> PublishOutcome:
+        failed = [r for r in replicas if not r.published]
+        if not replicas:
+            return cls(False, "no predictor replica to publish to", replicas)
+        return cls(not failed, "; ".join(f"{r.address}: {r.error}" for r in failed), replicas)
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,7 @@ class Result:
     published: bool
     publish_error: str
     train_s: float  # wall time from reading the history to a verified model
+    replicas: tuple[ReplicaOutcome, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,7 +135,7 @@ def make_job(
     """Checks a request's values and fills in its defaults (0 means the
     default everywhere). InvalidInput names the offending field."""
     if source is None:
-        raise InvalidInput("source: set synthetic or csv_path")
+        raise InvalidInput("source: set synthetic, csv_path or feature_store")
     if n_estimators > train.MAX_N_ESTIMATORS:
         raise InvalidInput(f"n_estimators: must be at most {train.MAX_N_ESTIMATORS}, got {n_estimators}")
     if max_depth > train.MAX_DEPTH:
@@ -141,6 +164,9 @@ def _resolve_source(source: Source) -> Source:
         if not source.path:
             raise InvalidInput("csv_path: must not be empty")
         return source
+    if isinstance(source, FeatureStoreSource):
+        _positive_or_default("feature_store.duration_s", source.duration_s, 0.0)
+        return source
     if source.backends > MAX_BACKENDS:
         raise InvalidInput(f"synthetic.backends: must be at most {MAX_BACKENDS}, got {source.backends}")
     resolved = SyntheticSource(
@@ -160,7 +186,10 @@ def _resolve_source(source: Source) -> Source:
 
 def load_history(source: Source) -> list[Point]:
     """The points of a source. InvalidInput naming csv_path (and the line)
-    for a CSV file that cannot be read or parsed."""
+    for a CSV file that cannot be read or parsed. The feature store's
+    history needs a client, which the server adds (services.trainer.history)."""
+    if isinstance(source, FeatureStoreSource):
+        raise FailedPrecondition("feature_store: this trainer has no feature store client")
     if isinstance(source, SyntheticSource):
         return synthetic.random_history(source.seed, source.backends, source.duration_s, source.interval_s).points
     points: list[Point] = []
@@ -261,18 +290,27 @@ class Trainer:
 
         if job.publish:
             outcome = self._publisher(model)
+            accepted = sum(r.published for r in outcome.replicas)
             if outcome.published:
-                _log.info("model_published", version=model.version, size_bytes=model.size_bytes)
+                _log.info("model_published", version=model.version, size_bytes=model.size_bytes, replicas=accepted)
                 message = f"published {model.version} to the predictor"
+                if len(outcome.replicas) > 1:
+                    message += f" ({accepted} replicas)"
             else:
-                _log.warning("publish_failed", version=model.version, error=outcome.error)
+                _log.warning("publish_failed", version=model.version, error=outcome.error, replicas_accepted=accepted)
                 message = f"not published: {outcome.error}"
         else:
             outcome = PublishOutcome(published=False)
             message = "not requested"
         yield Progress("publish", message)
 
-        result = Result(model=model, published=outcome.published, publish_error=outcome.error, train_s=train_s)
+        result = Result(
+            model=model,
+            published=outcome.published,
+            publish_error=outcome.error,
+            train_s=train_s,
+            replicas=outcome.replicas,
+        )
         with self._guard:
             self._last_result = result
             self._last_finished_at = self._now()
@@ -282,6 +320,9 @@ class Trainer:
 def describe(source: Source) -> str:
     if isinstance(source, CsvSource):
         return f"csv {source.path}"
+    if isinstance(source, FeatureStoreSource):
+        span = f"the last {source.duration_s:g} s" if source.duration_s else "all"
+        return f"feature store history ({span})"
     return (
         f"synthetic seed {source.seed}, {source.backends} backends, {source.duration_s:g} s every "
         f"{source.interval_s:g} s"

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import grpc
 
 from ace.v1 import predictor_pb2, predictor_pb2_grpc
+from services.common.addresses import Target
 from services.common.timeutil import set_timestamp
-from services.trainer.job import PublishOutcome
+from services.trainer.job import PublishOutcome, ReplicaOutcome
 from services.trainer.train import TrainedModel
 
 CHUNK_BYTES = 1 << 20  # the most the contract allows in one chunk message
@@ -69,3 +70,24 @@ def publish(
     except grpc.RpcError as exc:
         return PublishOutcome(published=False, error=f"{exc.code().name}: {exc.details()}")
     return PublishOutcome(published=True)
+
+
+def publish_all(
+    targets: list[Target],
+    metadata: predictor_pb2.ModelMetadata,
+    onnx_bytes: bytes,
+    *,
+    timeout_s: float = 60.0,
+) -> PublishOutcome:
+    """Publishes one model to each predictor replica in turn and reports
+    each; published only when every replica accepted it. One at a time, so
+    that at most one replica is busy validating while the rest serve."""
+    replicas: list[ReplicaOutcome] = []
+    for target in targets:
+        if target.error:
+            replicas.append(ReplicaOutcome(target.address, False, target.error))
+            continue
+        with grpc.insecure_channel(target.address) as channel:
+            outcome = publish(channel, metadata, onnx_bytes, timeout_s=timeout_s)
+        replicas.append(ReplicaOutcome(target.address, outcome.published, outcome.error))
+    return PublishOutcome.of(tuple(replicas))

@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from ace.v1 import predictor_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from ace.v1 import feature_store_pb2_grpc, predictor_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from services.common import addresses
 from services.common.serving import RunningServer, start_server
+from services.common.telemetry import Point
 from services.common.timeutil import set_timestamp
-from services.trainer import job, publish
+from services.trainer import history, job, publish
 from services.trainer.config import TrainerConfig
 from services.trainer.job import Defaults, HistoryLoader, Result, Trainer
 from services.trainer.train import TrainedModel
@@ -25,6 +27,8 @@ def _source(request: trainer_pb2.TrainRequest) -> job.Source | None:
         return job.SyntheticSource(seed=s.seed, backends=s.backends, duration_s=s.duration_s, interval_s=s.interval_s)
     if kind == "csv_path":
         return job.CsvSource(path=request.csv_path)
+    if kind == "feature_store":
+        return job.FeatureStoreSource(duration_s=request.feature_store.duration_s)
     return None
 
 
@@ -46,6 +50,9 @@ def _result(result: Result) -> trainer_pb2.TrainResult:
         ),
         published=result.published,
         publish_error=result.publish_error,
+        replicas=[
+            trainer_pb2.ReplicaPublish(address=r.address, published=r.published, error=r.error) for r in result.replicas
+        ],
     )
 
 
@@ -88,7 +95,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 def start(
     config: TrainerConfig,
     *,
-    load_history: HistoryLoader = job.load_history,
+    load_history: HistoryLoader | None = None,
     now: Callable[[], float] = time.time,
 ) -> RunningServer:
     """Starts the trainer on config.port (0 picks one); SERVING at once, since
@@ -96,13 +103,25 @@ def start(
     makes publishing fail). load_history and now are for tests."""
     channel = grpc.insecure_channel(config.predictor_addr)
     predictor = predictor_pb2_grpc.PredictorStub(channel)
+    feature_store_channel = grpc.insecure_channel(config.feature_store_addr)
+    feature_store = feature_store_pb2_grpc.FeatureStoreStub(feature_store_channel)
 
     def publisher(model: TrainedModel) -> job.PublishOutcome:
-        return publish.publish(
-            predictor, publish.metadata_of(model), model.onnx_bytes, timeout_s=config.publish_timeout_s
-        )
+        metadata = publish.metadata_of(model)
+        if not config.predictor_publish_addrs:
+            one = publish.publish(predictor, metadata, model.onnx_bytes, timeout_s=config.publish_timeout_s)
+            return job.PublishOutcome.of((job.ReplicaOutcome(config.predictor_addr, one.published, one.error),))
+        # Resolved at every publish: the replicas behind a headless Service
+        # change as pods come and go.
+        targets = addresses.resolve(config.predictor_publish_addrs)
+        return publish.publish_all(targets, metadata, model.onnx_bytes, timeout_s=config.publish_timeout_s)
 
-    trainer = Trainer(limits=config.window_limits, publisher=publisher, load=load_history, now=now)
+    def load(source: job.Source) -> list[Point]:
+        if isinstance(source, job.FeatureStoreSource):
+            return history.read(feature_store, source)
+        return job.load_history(source)
+
+    trainer = Trainer(limits=config.window_limits, publisher=publisher, load=load_history or load, now=now)
     servicer = TrainerServicer(trainer, Defaults(horizon_s=config.horizon_s, threshold_ms=config.threshold_ms))
     try:
         running = start_server(
@@ -114,6 +133,8 @@ def start(
         )
     except BaseException:
         channel.close()
+        feature_store_channel.close()
         raise
     running.on_stop.append(channel.close)
+    running.on_stop.append(feature_store_channel.close)
     return running

@@ -96,3 +96,16 @@ def test_health_follows_the_service_and_goes_not_serving_on_stop(server):
     assert closing == ["closing"]
     # Watchers hear NOT_SERVING before the server goes away.
     assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_the_server_is_live_while_the_service_is_not_ready(server):
+    running, channel = server
+    health = health_pb2_grpc.HealthStub(channel)
+    status = lambda name: health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status  # noqa: E731
+    assert (status(""), status(SERVICE)) == (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    running.stop(1)
+    with pytest.raises(grpc.RpcError):
+        status("")

@@ -47,7 +47,9 @@ def test_health_is_truthful_until_the_predictor_has_a_model(fleet: Fleet):
     for name in ("feature_store", "router", "trainer"):
         assert health(fleet.channels[name]) == SERVING, name
         assert health(fleet.channels[name], SERVICES[name]) == SERVING, name
-    assert health(fleet.channels["predictor"]) == NOT_SERVING
+    # The server is alive (what a liveness probe asks), the service not ready.
+    assert health(fleet.channels["predictor"]) == SERVING
+    assert health(fleet.channels["predictor"], SERVICES["predictor"]) == NOT_SERVING
     request = trainer_pb2.TrainRequest(
         synthetic=trainer_pb2.SyntheticSource(seed=3, backends=3, duration_s=7200), publish=True, n_estimators=10
     )

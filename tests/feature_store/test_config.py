@@ -15,6 +15,9 @@ SETTINGS = (
     "ACE_MAX_BACKENDS",
     "ACE_MAX_POINTS_PER_REQUEST",
     "ACE_MAX_STREAMS",
+    "ACE_HISTORY_DIR",
+    "ACE_HISTORY_MAX_BYTES",
+    "ACE_HISTORY_MAX_AGE_S",
 )
 
 
@@ -67,6 +70,8 @@ def test_environment_sets_a_value_and_a_flag_wins_over_it(monkeypatch: pytest.Mo
         ("--max-backends", "-1"),
         ("--max-points-per-request", "0"),
         ("--max-streams", "0"),
+        ("--history-max-bytes", "1000"),
+        ("--history-max-age-s", "0"),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_its_flag(flag: str, value: str):
@@ -80,3 +85,12 @@ def test_load_ends_the_process_on_a_bad_value(capsys: pytest.CaptureFixture[str]
         load(["--max-backends=0"])
     assert exited.value.code == 2
     assert "--max-backends must be >= 1" in capsys.readouterr().err
+
+
+def test_history_is_off_unless_a_directory_is_given(monkeypatch: pytest.MonkeyPatch):
+    assert load([]).history_dir is None
+    monkeypatch.setenv("ACE_HISTORY_DIR", "/var/lib/ace/history")
+    monkeypatch.setenv("ACE_HISTORY_MAX_BYTES", str(64 << 20))
+    config = load(["--history-max-age-s=3600"])
+    assert str(config.history_dir) == "/var/lib/ace/history"
+    assert (config.retention.max_bytes, config.retention.max_age_s) == (64 << 20, 3600.0)

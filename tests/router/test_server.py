@@ -111,6 +111,7 @@ def test_predictor_down_falls_back_to_observed_latency_and_says_so(rig):
     assert decision.backend_id == "a"
     assert decision.basis == router_pb2.OBSERVED_LATENCY
     assert "observed" in decision.reason
+    assert decision.reason.endswith("predictor unreachable or without a model: reactive fallback on observed latency")
     assert decision.model_version == ""
     predictor.down = False
     store.batches.put([vector("a", 110, 120), vector("b", 110, 120)])

@@ -11,6 +11,8 @@ def _clean_env(monkeypatch):
     for name in (
         "ACE_TRAINER_PORT",
         "ACE_PREDICTOR_ADDR",
+        "ACE_PREDICTOR_PUBLISH_ADDRS",
+        "ACE_FEATURE_STORE_ADDR",
         "ACE_HORIZON_S",
         "ACE_THRESHOLD_MS",
         "ACE_WINDOW_S",
@@ -54,6 +56,8 @@ def test_environment_then_flags(monkeypatch):
         (["--publish-timeout-s", "0"], "--publish-timeout-s"),
         (["--port", "70000"], "--port"),
         (["--predictor-addr", ""], "--predictor-addr"),
+        (["--feature-store-addr", ""], "--feature-store-addr"),
+        (["--predictor-publish-addrs", "predictor-pods"], "--predictor-publish-addrs"),
         (["--log-level", "loud"], "--log-level"),
     ],
 )
@@ -68,3 +72,10 @@ def test_a_bad_environment_value_is_named(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         config.load([])
     assert "ACE_HORIZON_S" in capsys.readouterr().err
+
+
+def test_publish_addresses_and_the_feature_store_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ACE_PREDICTOR_PUBLISH_ADDRS", "predictor-pods:50052")
+    monkeypatch.setenv("ACE_FEATURE_STORE_ADDR", "feature-store:50051")
+    cfg = config.load([])
+    assert (cfg.predictor_publish_addrs, cfg.feature_store_addr) == ("predictor-pods:50052", "feature-store:50051")

@@ -106,7 +106,8 @@ def test_status_after_a_run(trainer):
 
 
 def test_unreachable_predictor_gives_an_unpublished_result(fake_predictor):
-    t = _Trainer(start(TrainerConfig(host="127.0.0.1", port=0, predictor_addr=f"127.0.0.1:{_free_port()}")))
+    address = f"127.0.0.1:{_free_port()}"
+    t = _Trainer(start(TrainerConfig(host="127.0.0.1", port=0, predictor_addr=address)))
     try:
         request = trainer_pb2.TrainRequest(synthetic=SMALL, publish=True, n_estimators=5)
         steps = list(t.stub.Train(request, timeout=60))
@@ -116,7 +117,8 @@ def test_unreachable_predictor_gives_an_unpublished_result(fake_predictor):
     result = steps[-1].result
     assert result.version
     assert not result.published
-    assert result.publish_error.startswith("UNAVAILABLE")
+    assert result.publish_error.startswith(f"{address}: UNAVAILABLE")
+    assert [(r.address, r.published) for r in result.replicas] == [(address, False)]
 
 
 def test_a_second_train_while_one_runs_is_a_failed_precondition(fake_predictor):

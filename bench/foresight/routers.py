@@ -1,0 +1,435 @@
+"""The routers compared, each at its documented defaults, and ACE.
+
+ACE, its nowcast variant and the reactive latency breaker run the project's
+own code: services.common.window.Window and services.common.features.compute
+turn each interval's telemetry into features, an onnxruntime session loaded
+through services.predictor.model.load_and_validate forecasts (once per
+telemetry interval for all backends, as the router's sync loop does), and
+services.router.policy's Breaker and choose() decide. Only the bookkeeping
+the router's table adds (half-open backends take every other turn of
+theirs) is repeated here, because the table itself is a threaded service
+object.
+
+The others are small models of well-known routers, written from their
+documentation:
+- round robin;
+- least outstanding requests (ties broken at random);
+- peak-EWMA with power of two choices (Finagle, Linkerd): per backend an
+  RTT estimate that jumps to any higher RTT and otherwise decays with a
+  10 s time constant (towards 0 between responses, as tower does), from a
+  30 ms prior; cost = estimate x (outstanding + 1); the cheaper of two
+  random backends;
+- Envoy outlier detection at its defaults over Envoy's least-request (two
+  random choices, the one with fewer active requests): 5 consecutive
+  failures eject a backend for 30 s x the number of times it was ejected
+  (at most 300 s), un-ejection is checked every 10 s interval, the
+  multiplier falls by one for each 30 s a backend stays in, and at most 10% of
+  the backends, but always at least one, are ejected at once. Success-rate
+  detection needs 5 backends and the pool has 4, so it never runs;
+- LiteLLM latency-based routing: the backend with the lowest mean of its
+  last 10 latencies (a timeout counts as 1,000 s, as LiteLLM records it;
+  untried backends count 0; ties at random), with a 5 s cooldown when more
+  than half of at least 5 requests in the current minute failed. When every
+  backend is cooling down, all are eligible (LiteLLM would fail the call)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from bench.foresight.sim import Telemetry
+from services.common import features, synthetic
+from services.common.window import Window, WindowLimits
+from services.predictor.model import LoadedModel
+from services.router.policy import Basis, Breaker, Candidate, Settings, State, choose
+
+Floats = npt.NDArray[np.float64]
+
+# Seconds since the epoch of the run's time 0 in the telemetry ACE sees.
+EPOCH = synthetic.EPOCH
+
+
+@dataclass(frozen=True)
+class Transition:
+    at_s: float
+    backend: int
+    old: str
+    new: str
+
+
+@dataclass
+class Trail:
+    """What a breaker-like router did, for scoring and plotting."""
+
+    transitions: list[Transition] = field(default_factory=list)
+    # Per telemetry interval: the figure each breaker ran on and its state.
+    risk_ms: list[Floats] = field(default_factory=list)
+    states: list[list[str]] = field(default_factory=list)
+
+
+class RoundRobin:
+    name = "round robin"
+    wants_done = False
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.turn = 0
+        self.trail: Trail | None = None
+
+    def pick(self, t: float) -> int:
+        b = self.turn % self.n
+        self.turn += 1
+        return b
+
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+        pass
+
+    def tick(self, telemetry: Telemetry) -> None:
+        pass
+
+
+class LeastOutstanding:
+    name = "least outstanding"
+    wants_done = True
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.rng = random.Random(seed)
+        self.outstanding = [0] * n
+        self.trail: Trail | None = None
+
+    def pick(self, t: float) -> int:
+        out = self.outstanding
+        low = min(out)
+        ties = [b for b in range(self.n) if out[b] == low]
+        b = ties[0] if len(ties) == 1 else self.rng.choice(ties)
+        out[b] += 1
+        return b
+
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+        self.outstanding[backend] -= 1
+
+    def tick(self, telemetry: Telemetry) -> None:
+        pass
+
+
+class PeakEwma:
+    name = "peak-EWMA P2C"
+    wants_done = True
+    DECAY_S = 10.0
+    DEFAULT_RTT_MS = 30.0
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.rng = random.Random(seed)
+        self.estimate = [self.DEFAULT_RTT_MS] * n
+        self.stamp = [0.0] * n
+        self.pending = [0] * n
+        self.trail: Trail | None = None
+
+    def _cost(self, b: int, t: float) -> float:
+        # Reading the load decays the estimate towards 0, as an RTT of 0
+        # observed now would.
+        self.estimate[b] *= math.exp(-(t - self.stamp[b]) / self.DECAY_S)
+        self.stamp[b] = t
+        return self.estimate[b] * (self.pending[b] + 1)
+
+    def pick(self, t: float) -> int:
+        a, b = self.rng.sample(range(self.n), 2)
+        pick = a if self._cost(a, t) <= self._cost(b, t) else b
+        self.pending[pick] += 1
+        return pick
+
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+        self.pending[backend] -= 1
+        est = self.estimate[backend]
+        if latency_ms > est:
+            self.estimate[backend] = latency_ms
+        else:
+            w = math.exp(-(t - self.stamp[backend]) / self.DECAY_S)
+            self.estimate[backend] = est * w + latency_ms * (1.0 - w)
+        self.stamp[backend] = t
+
+    def tick(self, telemetry: Telemetry) -> None:
+        pass
+
+
+class EnvoyOutlier:
+    name = "Envoy outlier detection"
+    wants_done = True
+    CONSECUTIVE_5XX = 5
+    BASE_EJECTION_S = 30.0
+    MAX_EJECTION_S = 300.0
+    MAX_EJECTION_PERCENT = 10.0
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.rng = random.Random(seed)
+        self.active = [0] * n
+        self.consecutive = [0] * n
+        self.ejections = [0] * n
+        self.ejected_at: list[float | None] = [None] * n
+        self.unejected_at = [-math.inf] * n
+        self.max_ejected = max(1, math.floor(n * self.MAX_EJECTION_PERCENT / 100.0))
+        self.trail: Trail | None = Trail()
+
+    def pick(self, t: float) -> int:
+        hosts = [b for b in range(self.n) if self.ejected_at[b] is None]
+        a, b = self.rng.choice(hosts), self.rng.choice(hosts)
+        pick = a if self.active[a] <= self.active[b] else b
+        self.active[pick] += 1
+        return pick
+
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+        self.active[backend] -= 1
+        if not failed:
+            self.consecutive[backend] = 0
+            return
+        self.consecutive[backend] += 1
+        ejected = sum(e is not None for e in self.ejected_at)
+        if (
+            self.consecutive[backend] >= self.CONSECUTIVE_5XX
+            and self.ejected_at[backend] is None
+            and ejected < self.max_ejected
+        ):
+            self.ejections[backend] += 1
+            self.ejected_at[backend] = t
+            assert self.trail is not None
+            self.trail.transitions.append(Transition(t, backend, "CLOSED", "OPEN"))
+
+    def tick(self, telemetry: Telemetry) -> None:
+        # The outlier detector's 10 s interval timer.
+        t = telemetry.at_s
+        assert self.trail is not None
+        for b in range(self.n):
+            at = self.ejected_at[b]
+            if at is None:
+                # A backend that has stayed in for a base ejection time
+                # earns one step of its multiplier back.
+                if self.ejections[b] and t - self.unejected_at[b] >= self.BASE_EJECTION_S:
+                    self.ejections[b] -= 1
+                    self.unejected_at[b] = t
+                continue
+            if t - at >= min(self.BASE_EJECTION_S * self.ejections[b], self.MAX_EJECTION_S):
+                self.ejected_at[b] = None
+                self.unejected_at[b] = t
+                self.consecutive[b] = 0
+                self.trail.transitions.append(Transition(t, b, "OPEN", "CLOSED"))
+
+
+class LiteLLMLatency:
+    name = "LiteLLM latency + cooldown"
+    wants_done = True
+    WINDOW = 10
+    TIMEOUT_PENALTY_MS = 1_000_000.0
+    COOLDOWN_S = 5.0
+    MIN_REQUESTS = 5
+    FAILURE_SHARE = 0.5
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.rng = random.Random(seed)
+        self.latencies: list[deque[float]] = [deque(maxlen=self.WINDOW) for _ in range(n)]
+        self.mean = [0.0] * n
+        self.cool_until = [-math.inf] * n
+        self.minute = [-1] * n
+        self.requests = [0] * n
+        self.failures = [0] * n
+        self.trail: Trail | None = Trail()
+
+    def pick(self, t: float) -> int:
+        ready = [b for b in range(self.n) if self.cool_until[b] <= t] or list(range(self.n))
+        low = min(self.mean[b] for b in ready)
+        ties = [b for b in ready if self.mean[b] == low]
+        return ties[0] if len(ties) == 1 else self.rng.choice(ties)
+
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+        window = self.latencies[backend]
+        window.append(self.TIMEOUT_PENALTY_MS if failed else latency_ms)
+        self.mean[backend] = sum(window) / len(window)
+        minute = int(t // 60)
+        if minute != self.minute[backend]:
+            self.minute[backend], self.requests[backend], self.failures[backend] = minute, 0, 0
+        self.requests[backend] += 1
+        self.failures[backend] += failed
+        if (
+            failed
+            and self.cool_until[backend] <= t
+            and self.requests[backend] >= self.MIN_REQUESTS
+            and self.failures[backend] > self.FAILURE_SHARE * self.requests[backend]
+        ):
+            self.cool_until[backend] = t + self.COOLDOWN_S
+            assert self.trail is not None
+            self.trail.transitions.append(Transition(t, backend, "CLOSED", "OPEN"))
+            self.trail.transitions.append(Transition(t + self.COOLDOWN_S, backend, "OPEN", "CLOSED"))
+
+    def tick(self, telemetry: Telemetry) -> None:
+        pass
+
+
+class BreakerRouter:
+    """One policy.Breaker per backend, fed once per telemetry interval with
+    the forecast of a model (ACE, nowcast) or the observed latency
+    (reactive), and policy.choose for every request."""
+
+    wants_done = False
+
+    def __init__(
+        self, name: str, n: int, settings: Settings, model: LoadedModel | None, limits: WindowLimits | None = None
+    ) -> None:
+        self.name = name
+        self.n = n
+        self.settings = settings
+        self.model = model
+        self.ids = [f"backend-{b}" for b in range(n)]
+        self.windows = [Window(limits or WindowLimits()) for _ in range(n)]
+        self.breakers = [Breaker(since=EPOCH) for _ in range(n)]
+        self.risk: list[float | None] = [None] * n
+        self.half_open_turns = [0] * n
+        self.turn = 0
+        self.trail: Trail | None = Trail()
+        self._half_open = False
+        self._candidates = [self._candidate(b) for b in range(n)]
+        self._memo: dict[tuple[int, tuple[bool, ...]], int] = {}
+
+    def _basis(self, b: int) -> Basis:
+        if len(self.windows[b]) < self.settings.cold_start_points:
+            return Basis.COLD_START
+        return Basis.FORECAST if self.model is not None else Basis.OBSERVED_LATENCY
+
+    def tick(self, telemetry: Telemetry) -> None:
+        at = EPOCH + telemetry.at_s
+        rows = []
+        for b, window in enumerate(self.windows):
+            window.add(at, float(telemetry.load[b]), float(telemetry.latency_ms[b]), float(telemetry.error_rate[b]))
+            rows.append((features.SCHEMA_VERSION, features.compute(window).tolist()))
+        # The reactive breaker runs on the observed latency, as the router
+        # does when the predictor is down.
+        risk = np.asarray(telemetry.latency_ms) if self.model is None else self.model.score(rows)
+        assert self.trail is not None
+        for b, breaker in enumerate(self.breakers):
+            self.risk[b] = float(risk[b])
+            if self._basis(b) is Basis.COLD_START:
+                continue
+            old = breaker.state
+            new = breaker.observe(float(risk[b]), at, self.settings)
+            if new is not None:
+                self.half_open_turns[b] = 0
+                self.trail.transitions.append(Transition(telemetry.at_s, b, old.value, new.value))
+        self.trail.risk_ms.append(np.asarray(risk, dtype=np.float64))
+        self.trail.states.append([br.state.value for br in self.breakers])
+        self._half_open = any(br.state is State.HALF_OPEN for br in self.breakers)
+        self._candidates = [self._candidate(b) for b in range(self.n)]
+        self._memo.clear()
+
+    def _candidate(self, b: int) -> Candidate:
+        points = len(self.windows[b])
+        basis = self._basis(b)
+        return Candidate(
+            backend_id=self.ids[b],
+            state=self.breakers[b].state,
+            cold=basis is Basis.COLD_START,
+            points=points,
+            risk_ms=None if basis is Basis.COLD_START else self.risk[b],
+            basis=basis,
+            probe_due=self.half_open_turns[b] % 2 == 0,
+        )
+
+    def _next_turn(self) -> tuple[int, int]:
+        """Advances the rotation and tells each half-open backend whether this
+        turn is one of its due ones, as the router's rotation does."""
+        turn = self.turn
+        self.turn += 1
+        if self._half_open:
+            for b in range(self.n):
+                if self.breakers[b].state is State.HALF_OPEN:
+                    self._candidates[b].probe_due = self.half_open_turns[b] % 2 == 0
+        return turn, turn % self.n
+
+    def _count_probe(self, primary: int) -> None:
+        if self.breakers[primary].state is State.HALF_OPEN and not self._candidates[primary].cold:
+            self.half_open_turns[primary] += 1
+
+    def pick(self, t: float) -> int:
+        turn, primary = self._next_turn()
+        probes = tuple(c.probe_due for c in self._candidates) if self._half_open else ()
+        # choose() is a pure function of the candidates and turn % n, so its
+        # answers can be kept until the next telemetry interval changes them.
+        key = (primary, probes)
+        cached = self._memo.get(key)
+        if cached is None:
+            cached = self._memo[key] = self.ids.index(choose(self._candidates, turn, self.settings).backend_id)
+        self._count_probe(primary)
+        return cached
+
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+        pass
+
+
+def _eligible(c: Candidate) -> bool:
+    return c.cold or c.state is State.CLOSED or (c.state is State.HALF_OPEN and c.probe_due)
+
+
+class EvenSpreadBreakerRouter(BreakerRouter):
+    """A proposal, not what the router serves: what policy.choose's docstring
+    and the README say it does. ACE's model, breakers and rotation, but the
+    turn of a backend that may not take it goes to the eligible backends in
+    turn (a second counter), so a drained backend's share spreads evenly;
+    choose() gives it all to the next eligible backend in the rotation,
+    doubling that one's load. With none eligible, the turn goes round all of
+    them instead of every request to the single lowest forecast."""
+
+    def __init__(self, name: str, n: int, settings: Settings, model: LoadedModel | None) -> None:
+        super().__init__(name, n, settings, model)
+        self.spill = 0
+
+    def pick(self, t: float) -> int:
+        _, primary = self._next_turn()
+        if _eligible(self._candidates[primary]):
+            b = primary
+        else:
+            eligible = [i for i, c in enumerate(self._candidates) if _eligible(c)] or list(range(self.n))
+            b = eligible[self.spill % len(eligible)]
+            self.spill += 1
+        self._count_probe(primary)
+        return b
+
+
+class LoadAwareBreakerRouter(BreakerRouter):
+    """A proposal, not what the router serves: the same model, forecasts and
+    breakers as ACE, with a load-aware choice. Each request goes to the
+    eligible backend (closed, or half-open on every other request) with the
+    fewest requests outstanding; with none eligible, to the one with the
+    fewest outstanding of all, instead of every request to the single
+    lowest forecast."""
+
+    wants_done = True
+
+    def __init__(self, name: str, n: int, settings: Settings, model: LoadedModel | None) -> None:
+        super().__init__(name, n, settings, model)
+        self.outstanding = [0] * n
+        self.rng = random.Random(n)
+
+    def pick(self, t: float) -> int:
+        turn = self.turn
+        self.turn += 1
+        probe = turn % 2 == 0
+        eligible = [
+            b
+            for b, c in enumerate(self._candidates)
+            if c.cold or c.state is State.CLOSED or (c.state is State.HALF_OPEN and probe)
+        ] or list(range(self.n))
+        out = self.outstanding
+        low = min(out[b] for b in eligible)
+        ties = [b for b in eligible if out[b] == low]
+        b = ties[0] if len(ties) == 1 else self.rng.choice(ties)
+        out[b] += 1
+        return b
+
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+        self.outstanding[backend] -= 1

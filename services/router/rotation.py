@@ -1,0 +1,138 @@
+"""Turning what is known about the backends into decisions, the same way in
+the router and in the client library: the candidate names are checked, the
+rotation counter advances, each half-open backend alternates its probe
+turns, and policy.choose decides. Plain values and no lock: the router holds
+its table's lock around it, a client its own.
+
+What a decision needs of a backend is kept as a ready Candidate, replaced
+whenever the backend changes, so a decision builds nothing per candidate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.common.errors import FailedPrecondition, InvalidInput
+from services.router.policy import Candidate, Choice, Settings, State, choose, round_robin
+
+NO_TELEMETRY_REASON = "no telemetry received yet for any backend: round robin over the candidates as given"
+
+
+def check_names(names: Sequence[str]) -> None:
+    """InvalidInput naming the field for an empty or repeated candidate."""
+    if "" in names:
+        raise InvalidInput(f"candidates[{list(names).index('')}]: must not be empty")
+    if len(set(names)) != len(names):
+        raise InvalidInput("candidates: each backend may appear once")
+
+
+class Rotation:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_id: dict[str, Candidate] = {}
+        # Every candidate sorted by backend id, for decisions that name none;
+        # None once a backend was added or removed, rebuilt when next needed.
+        self._everyone: list[Candidate] | None = []
+        self._position: dict[str, int] = {}
+        # Turns each half-open backend was due since it entered that state:
+        # it takes the even ones.
+        self._probes: dict[str, int] = {}
+        self._half_open: set[str] = set()
+        self._turn = 0
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, backend_id: object) -> bool:
+        return backend_id in self._by_id
+
+    def get(self, backend_id: str) -> Candidate | None:
+        return self._by_id.get(backend_id)
+
+    def backend_ids(self) -> list[str]:
+        """Every known backend, sorted."""
+        return [c.backend_id for c in self._all()]
+
+    def put(self, candidate: Candidate) -> None:
+        """Adds a backend or replaces what is known about it. The candidate
+        is kept as given, so the caller must not change it afterwards. A
+        breaker that changed state starts its probe alternation afresh."""
+        backend_id = candidate.backend_id
+        old = self._by_id.get(backend_id)
+        if old is None or old.state is not candidate.state:
+            self._probes.pop(backend_id, None)
+        if candidate.state is State.HALF_OPEN:
+            self._half_open.add(backend_id)
+        else:
+            self._half_open.discard(backend_id)
+        self._by_id[backend_id] = candidate
+        if old is None:
+            self._everyone = None
+        elif self._everyone is not None:
+            self._everyone[self._position[backend_id]] = candidate
+
+    def replace_all(self, candidates: Sequence[Candidate]) -> None:
+        """Forgets every backend not among `candidates` and puts the rest."""
+        keep = {c.backend_id for c in candidates}
+        for gone in [b for b in self._by_id if b not in keep]:
+            del self._by_id[gone]
+            self._probes.pop(gone, None)
+            self._half_open.discard(gone)
+        self._everyone = None
+        for c in candidates:
+            self.put(c)
+
+    def _all(self) -> list[Candidate]:
+        if self._everyone is None:
+            self._everyone = [self._by_id[b] for b in sorted(self._by_id)]
+            self._position = {c.backend_id: i for i, c in enumerate(self._everyone)}
+        return self._everyone
+
+    def pick(self, names: Sequence[str]) -> tuple[Choice, Candidate | None]:
+        """Chooses among the named backends, or among every known one when
+        none are named; returns the choice and the chosen backend's
+        candidate (None when nothing is known yet and the choice is plain
+        round robin). InvalidInput names an empty, repeated or unknown
+        candidate; FailedPrecondition when none is named and none is known."""
+        by_id = self._by_id
+        candidates: list[Candidate] | None = None
+        if names and by_id:
+            try:
+                candidates = [by_id[backend_id] for backend_id in names]
+            except KeyError:
+                candidates = None
+            if candidates is None or len(set(names)) != len(names):
+                check_names(names)
+                i = next(i for i, backend_id in enumerate(names) if backend_id not in by_id)
+                raise InvalidInput(f"candidates[{i}]: unknown backend {names[i]!r}")
+        else:
+            check_names(names)
+            if not by_id:
+                return self.round_robin(names, NO_TELEMETRY_REASON), None
+            candidates = self._all()
+        turn = self._turn
+        self._turn += 1
+        if self._half_open:
+            self._probe(candidates[turn % len(candidates)])
+        choice = choose(candidates, turn, self.settings)
+        return choice, by_id[choice.backend_id]
+
+    def _probe(self, primary: Candidate) -> None:
+        """Tells each half-open backend whether this turn is one of its due
+        ones, and counts the turn of the one whose turn it is."""
+        for backend_id in self._half_open:
+            # The candidates are ours (see put), so setting this in place is safe.
+            self._by_id[backend_id].probe_due = self._probes.get(backend_id, 0) % 2 == 0
+        if primary.state is State.HALF_OPEN and not primary.cold:
+            self._probes[primary.backend_id] = self._probes.get(primary.backend_id, 0) + 1
+
+    def round_robin(self, names: Sequence[str], reason: str) -> Choice:
+        """Plain rotation over the names as given, or over every known
+        backend when none are named, breakers ignored. FailedPrecondition
+        when there is nothing to rotate over."""
+        check_names(names)
+        pool = names if names else [c.backend_id for c in self._all()]
+        if not pool:
+            raise FailedPrecondition("candidates: empty, and no backend is known yet (no telemetry received)")
+        turn = self._turn
+        self._turn += 1
+        return round_robin(pool, turn, reason)

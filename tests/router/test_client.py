@@ -1,0 +1,181 @@
+"""RouterClient against a real router on port 0 (fed by fake dependencies
+that are real servers too): local picks equal Decide's answers, a broken
+stream falls back to round robin over the last table, and the client
+reconnects by itself."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from ace.v1 import feature_store_pb2_grpc, predictor_pb2_grpc, router_pb2, router_pb2_grpc
+from services.common.errors import FailedPrecondition, InvalidInput
+from services.common.serving import RunningServer
+from services.router.client import DISCONNECTED_REASON, NO_TABLE_REASON, RouterClient
+from services.router.config import load
+from services.router.policy import Action, Basis, State
+from services.router.server import start
+from tests.fakes import FakeFeatureStore, FakePredictor, serve, vector
+
+# Fast channel reconnects, so a restarted router is found within the test's patience.
+CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 200)]
+
+
+class Store(FakeFeatureStore):
+    """Counts its open watch streams, so a test can wait until a stopped
+    router's stream is gone before it feeds the new one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams = 0
+        self.cond = threading.Condition()
+
+    def WatchFeatures(self, request, context):
+        with self.cond:
+            self.streams += 1
+        try:
+            yield from super().WatchFeatures(request, context)
+        finally:
+            with self.cond:
+                self.streams -= 1
+                self.cond.notify_all()
+
+    def wait_for_one_stream(self) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.streams == 1, timeout=10)
+
+
+@dataclass
+class Rig:
+    store: Store
+    args: list[str]
+    router: RunningServer
+
+    def restart_router(self) -> None:
+        """A new router process-equivalent on the same port, with an empty table."""
+        self.router = start(load([*self.args, "--port", str(self.router.port)]))
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    store = Store()
+    # The forecast is the observed latency, plus 300 ms for backend "b": b's breaker opens.
+    predictor = FakePredictor(lambda b, latency: latency + (300.0 if b == "b" else 0.0))
+    fs_server, fs_port = serve(lambda s: feature_store_pb2_grpc.add_FeatureStoreServicer_to_server(store, s))
+    pr_server, pr_port = serve(lambda s: predictor_pb2_grpc.add_PredictorServicer_to_server(predictor, s))
+    args = [
+        "--host",
+        "127.0.0.1",
+        "--feature-store-addr",
+        f"127.0.0.1:{fs_port}",
+        "--predictor-addr",
+        f"127.0.0.1:{pr_port}",
+        "--threshold-ms",
+        "250",
+        "--cold-start-points",
+        "4",
+    ]
+    rig = Rig(store, args, start(load([*args, "--port", "0"])))
+    yield rig
+    rig.router.stop(0)
+    fs_server.stop(0)
+    pr_server.stop(0)
+
+
+@pytest.fixture
+def channel(rig: Rig) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{rig.router.port}", options=CHANNEL_OPTIONS) as channel:
+        yield channel
+
+
+def knows(*backends: str):
+    return lambda c: c.connected and set(backends) <= set(c.backends())
+
+
+def test_local_picks_are_the_routers_decisions(rig, channel):
+    rig.store.batches.put([vector("a", 100, 120), vector("b", 100, 120), vector("c", 100, 90, points=2)])
+    with RouterClient(channel) as client:
+        assert client.wait(knows("a", "b", "c"), timeout_s=10)
+        assert client.table.threshold_ms == 250 and client.table.cold_start_points == 4
+        picks = [client.pick() for _ in range(6)]
+        named = client.pick(["c", "a"])
+    stub = router_pb2_grpc.RouterStub(channel)
+    decisions = [stub.Decide(router_pb2.DecideRequest()) for _ in range(6)]
+    decisions.append(stub.Decide(router_pb2.DecideRequest(candidates=["c", "a"])))
+    for pick, decision in zip([*picks, named], decisions, strict=True):
+        assert pick.backend_id == decision.backend_id
+        assert pick.action.value == router_pb2.Action.Name(decision.action)
+        assert pick.reason == decision.reason
+        assert list(pick.fallbacks) == list(decision.fallbacks)
+        assert list(pick.skipped) == list(decision.skipped)
+    assert "b" not in {p.backend_id for p in picks}  # its breaker is open
+    assert any(p.action is Action.ROUND_ROBIN and "cold (2 of 4 points)" in p.reason for p in picks)
+    assert any(p.action is Action.PRIMARY and "below 250 ms" in p.reason for p in picks)
+
+
+def test_partial_updates_reach_the_table(rig, channel):
+    rig.store.batches.put([vector("a", 100, 120), vector("b", 100, 120)])
+    with RouterClient(channel) as client:
+        assert client.wait(knows("a", "b"), timeout_s=10)
+        # Now a's forecast crosses the threshold too: every breaker is open.
+        rig.store.batches.put([vector("a", 110, 400)])
+        assert client.wait(lambda c: c.pick(["a", "b"]).action is Action.LAST_RESORT, timeout_s=10)
+        assert client.pick(["a", "b"]).backend_id == "a"  # the lower forecast of the two
+
+
+def test_bad_candidates_are_refused_as_the_router_refuses_them(rig, channel):
+    rig.store.batches.put([vector("a", 100, 120)])
+    with RouterClient(channel) as client:
+        assert client.wait(knows("a"), timeout_s=10)
+        with pytest.raises(InvalidInput, match=r"candidates\[1\]: unknown backend 'ghost'"):
+            client.pick(["a", "ghost"])
+        with pytest.raises(InvalidInput, match="once"):
+            client.pick(["a", "a"])
+
+
+def test_before_any_table_it_rotates_over_the_names_given(rig):
+    # Nothing listens on this channel's target once the router is stopped.
+    rig.router.stop(0)
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{rig.router.port}") as channel,
+        RouterClient(channel, max_backoff_s=0.1) as client,
+    ):
+        picks = [client.pick(["x", "y"]) for _ in range(3)]
+        assert [p.backend_id for p in picks] == ["x", "y", "x"]
+        assert {p.reason for p in picks} == {NO_TABLE_REASON}
+        with pytest.raises(FailedPrecondition):
+            client.pick()
+    rig.restart_router()  # so that the fixture has a router to stop
+
+
+def test_broken_stream_falls_back_to_round_robin_then_reconnects(rig, channel):
+    rig.store.batches.put([vector("a", 100, 120), vector("b", 100, 120)])
+    with RouterClient(channel, min_backoff_s=0.02, max_backoff_s=0.2) as client:
+        assert client.wait(knows("a", "b"), timeout_s=10)
+        assert {client.pick().backend_id for _ in range(4)} == {"a"}  # b is open
+
+        rig.router.stop(0)
+        assert client.wait(lambda c: not c.connected, timeout_s=10)
+        picks = [client.pick() for _ in range(4)]
+        # Breakers are no longer trusted: plain rotation over the last known table.
+        names = [p.backend_id for p in picks]
+        assert sorted(names[:2]) == ["a", "b"] and names[2:] == names[:2]
+        assert {p.action for p in picks} == {Action.ROUND_ROBIN}
+        assert {p.reason for p in picks} == {DISCONNECTED_REASON}
+        assert client.pick(["b"]).backend_id == "b"
+
+        rig.restart_router()
+        opened = client.streams_opened
+        assert client.wait(lambda c: c.connected and c.table.feature_store_connected, timeout_s=10)
+        assert client.streams_opened > opened
+        # The new router learns the backends again from the feature store.
+        assert rig.store.wait_for_one_stream()
+        rig.store.batches.put([vector("a", 200, 120), vector("b", 200, 120)])
+        assert client.wait(knows("a", "b"), timeout_s=10)
+        assert client.wait(lambda c: {c.pick().backend_id for _ in range(4)} == {"a"}, timeout_s=10)
+        route = client.candidate("b")
+        assert route is not None and route.state is State.OPEN and route.basis is Basis.FORECAST

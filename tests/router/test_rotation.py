@@ -1,0 +1,81 @@
+"""The rotation both the router's table and the client library decide with."""
+
+import pytest
+
+from services.common.errors import FailedPrecondition, InvalidInput
+from services.router.policy import Action, Basis, Candidate, Settings, State, choose
+from services.router.rotation import NO_TELEMETRY_REASON, Rotation
+
+S = Settings(threshold_ms=300, cold_start_points=5)
+
+
+def warm(backend_id: str, risk: float, state: State = State.CLOSED) -> Candidate:
+    return Candidate(backend_id, state, cold=False, points=30, risk_ms=risk, basis=Basis.FORECAST)
+
+
+def test_picks_are_policy_choices_in_turn():
+    rotation = Rotation(S)
+    cands = [warm("a", 100), warm("b", 420, State.OPEN), warm("c", 120)]
+    for c in reversed(cands):  # insertion order does not matter: the whole table is sorted by id
+        rotation.put(c)
+    picks = [rotation.pick(())[0] for _ in range(6)]
+    assert picks == [choose(cands, turn, S) for turn in range(6)]
+    named = rotation.pick(["c", "a"])[0]
+    assert named == choose([cands[2], cands[0]], 6, S)
+
+
+def test_half_open_backend_takes_every_other_of_its_turns_and_starts_afresh_after_a_transition():
+    rotation = Rotation(S)
+    rotation.put(warm("a", 100))
+    rotation.put(warm("b", 200, State.HALF_OPEN))
+    b_turns = [rotation.pick(())[0] for _ in range(8)][1::2]  # b is primary on odd turns
+    assert [p.backend_id for p in b_turns] == ["b", "a", "b", "a"]
+    rotation.put(warm("b", 400, State.OPEN))
+    rotation.put(warm("b", 200, State.HALF_OPEN))
+    rotation.pick(())  # a's turn
+    assert rotation.pick(())[0].backend_id == "b"  # first due turn after re-entering half-open
+
+
+def test_replacing_a_backend_keeps_the_whole_table_current():
+    rotation = Rotation(S)
+    rotation.put(warm("a", 100))
+    rotation.put(warm("b", 100))
+    rotation.pick(())  # builds the sorted cache
+    rotation.put(warm("a", 500, State.OPEN))
+    assert {rotation.pick(())[0].backend_id for _ in range(4)} == {"b"}
+    rotation.replace_all([warm("c", 100)])
+    assert rotation.backend_ids() == ["c"]
+    with pytest.raises(InvalidInput, match=r"candidates\[0\]: unknown backend 'a'"):
+        rotation.pick(["a"])
+
+
+def test_names_are_checked_like_the_router_checks_them():
+    rotation = Rotation(S)
+    rotation.put(warm("a", 100))
+    with pytest.raises(InvalidInput, match=r"candidates\[1\]: must not be empty"):
+        rotation.pick(["a", ""])
+    with pytest.raises(InvalidInput, match="once"):
+        rotation.pick(["a", "a"])
+    with pytest.raises(InvalidInput, match=r"candidates\[1\]: unknown backend 'x'"):
+        rotation.pick(["a", "x"])
+
+
+def test_knowing_nothing_is_round_robin_over_the_names_given():
+    rotation = Rotation(S)
+    first, chosen = rotation.pick(["x", "y"])
+    second, _ = rotation.pick(["x", "y"])
+    assert chosen is None
+    assert (first.backend_id, second.backend_id) == ("x", "y")
+    assert first.action is Action.ROUND_ROBIN and first.reason == NO_TELEMETRY_REASON
+    assert first.fallbacks == ("y",)
+    with pytest.raises(FailedPrecondition, match="candidates"):
+        rotation.pick([])
+
+
+def test_round_robin_ignores_breakers_and_covers_the_known_table():
+    rotation = Rotation(S)
+    rotation.put(warm("a", 900, State.OPEN))
+    rotation.put(warm("b", 100))
+    picks = [rotation.round_robin((), "stale") for _ in range(4)]
+    assert [p.backend_id for p in picks] == ["a", "b", "a", "b"]
+    assert {p.action for p in picks} == {Action.ROUND_ROBIN}
