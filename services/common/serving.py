@@ -88,8 +88,11 @@ def start_server(
     return running
 
 
-def serve_until_signal(running: RunningServer, grace_s: float) -> None:
-    """Blocks until SIGTERM or SIGINT, then stops gracefully."""
+def serve_until_signal(running: RunningServer, grace_s: float, **listening: object) -> None:
+    """Logs `listening` (with the port and the given fields), blocks until
+    SIGTERM or SIGINT, then stops gracefully. The handlers are in place
+    before the log line, so a supervisor that signals as soon as it reads the
+    port never kills the process outright."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -98,6 +101,7 @@ def serve_until_signal(running: RunningServer, grace_s: float) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _log.info("listening", port=running.port, **listening)
     stop.wait()
     running.stop(grace_s)
     _log.info("stopped", service=running.service_name)

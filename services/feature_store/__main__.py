@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import structlog
-
 from services.common import logs
 from services.common.serving import serve_until_signal
 from services.feature_store.config import load
@@ -17,16 +15,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = load(argv)
     logs.configure("feature_store", config.log_format or None, config.log_level)
     running = start(config)
-    structlog.get_logger("feature_store").info(
-        "listening",
-        port=running.port,
+    serve_until_signal(
+        running,
+        config.grace_s,
         host=config.host,
         window_s=config.window_s,
         window_max_points=config.window_max_points,
         max_backends=config.max_backends,
         history_dir=str(config.history_dir) if config.history_dir else None,
     )
-    serve_until_signal(running, config.grace_s)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import structlog
-
 from services.common import logs
 from services.common.serving import serve_until_signal
 from services.predictor import config, server
@@ -16,10 +14,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config.load(argv)
     logs.configure("predictor", cfg.log_format or None, cfg.log_level)
     running = server.start(cfg)
-    structlog.get_logger("predictor").info(
-        "listening", host=cfg.host, port=running.port, model_dir=str(cfg.model_dir), max_model_bytes=cfg.max_model_bytes
+    serve_until_signal(
+        running, cfg.grace_s, host=cfg.host, model_dir=str(cfg.model_dir), max_model_bytes=cfg.max_model_bytes
     )
-    serve_until_signal(running, cfg.grace_s)
     return 0
 
 

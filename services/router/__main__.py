@@ -1,7 +1,5 @@
 import sys
 
-import structlog
-
 from services.common import logs
 from services.common.serving import serve_until_signal
 from services.router.config import load
@@ -12,14 +10,13 @@ def main() -> None:
     cfg = load(sys.argv[1:])
     logs.configure("router", cfg.log_format, cfg.log_level)
     running = start(cfg)
-    structlog.get_logger("router").info(
-        "listening",
-        port=running.port,
+    serve_until_signal(
+        running,
+        cfg.grace_s,
         feature_store=cfg.feature_store_addr,
         predictor=cfg.predictor_addr,
         threshold_ms=cfg.policy.threshold_ms,
     )
-    serve_until_signal(running, cfg.grace_s)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import structlog
-
 from services.common import logs
 from services.common.serving import serve_until_signal
 from services.trainer import config
@@ -16,10 +14,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = config.load(argv)
     logs.configure("trainer", fmt=cfg.log_format or None, level=cfg.log_level)
     running = start(cfg)
-    structlog.get_logger("trainer").info(
-        "listening", host=cfg.host, port=running.port, predictor_addr=cfg.predictor_addr, horizon_s=cfg.horizon_s
-    )
-    serve_until_signal(running, cfg.grace_s)
+    serve_until_signal(running, cfg.grace_s, host=cfg.host, predictor_addr=cfg.predictor_addr, horizon_s=cfg.horizon_s)
 
 
 if __name__ == "__main__":
