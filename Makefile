@@ -11,6 +11,7 @@ RUN_DIR := .run
 .PHONY: help setup run up down test lint typecheck unit protos check-protos clean
 .PHONY: bench
 .PHONY: bench-foresight
+.PHONY: soak fuzz
 .PHONY: chaos-local image kind-up deploy chaos kind-down
 
 help: ## list the targets
@@ -49,6 +50,10 @@ kind-up: ## create the kind cluster of deploy/kind/cluster.yaml and load the ima
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 
 deploy: ## apply deploy/k8s/overlays/kind, give the predictors a first model, wait until all is ready
+	kubectl apply -f deploy/k8s/base/namespace.yaml
+	@# The admin token lives in a Secret that is never in git: a random one, made once.
+	$(K8S) get secret ace-admin >/dev/null 2>&1 || $(K8S) create secret generic ace-admin \
+	  --from-literal=token=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')
 	kubectl apply -k deploy/k8s/overlays/kind
 	$(K8S) rollout status statefulset/feature-store --timeout=180s
 	$(K8S) rollout status deployment/router --timeout=180s
@@ -77,6 +82,13 @@ bench: $(STAMP) ## every benchmark, each figure beside its baseline (a few minut
 
 bench-foresight: $(STAMP) ## ACE against seven routers in a closed-loop simulation and on real telemetry (about 10 min); writes reports/foresight.md
 	$(PY) -m bench.foresight --out reports
+
+soak: $(STAMP) ## Decide, Ingest and Predict at the highest sustainable rate for about 3 min: calls, failures, latency, memory
+	$(PY) -m tools.soak
+
+fuzz: $(STAMP) ## atheris on telemetry parsing and model validation (about 4 min); a crash leaves its input in .run/fuzz
+	$(PY) -m tools.fuzz telemetry --runs 200000 --seconds 120
+	$(PY) -m tools.fuzz model --runs 200000 --seconds 120
 
 protos: $(STAMP) ## regenerate the Python stubs in ace/v1 from protos/
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. --pyi_out=. \

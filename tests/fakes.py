@@ -16,6 +16,7 @@ from ace.v1 import (
     predictor_pb2_grpc,
     telemetry_pb2,
 )
+from services.common.admin import AdminAuth
 from services.common.features import FEATURE_NAMES, N_FEATURES, SCHEMA_VERSION
 from services.common.timeutil import to_timestamp
 
@@ -87,3 +88,12 @@ def serve(register: Callable[[grpc.Server], None]) -> tuple[grpc.Server, int]:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, port
+
+
+# The admin token the tests' predictors and trainers share, and the call
+# metadata that carries it.
+ADMIN = AdminAuth(token="test-admin-token-0123456789")
+ADMIN_CALL = ADMIN.metadata()
+# For tests about something else than admin auth: admin calls need no token,
+# and a trainer still sends the token when it publishes.
+OPEN_ADMIN = AdminAuth(token=ADMIN.token, insecure=True)

@@ -52,7 +52,7 @@ from ace.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
-from services.common import addresses, config
+from services.common import addresses, admin, config
 from services.common.features import FEATURE_NAMES, N_FEATURES, SCHEMA_VERSION
 from services.common.points import to_message
 from services.common.telemetry import Point
@@ -228,6 +228,7 @@ class Chaos:
         self.features = feature_store_pb2_grpc.FeatureStoreStub(self.channels["feature_store"])
         self.predictor = predictor_pb2_grpc.PredictorStub(self.channels["predictor"])
         self.trainer = trainer_pb2_grpc.TrainerStub(self.channels["trainer"])
+        self.admin = admin.client_metadata(args.admin_token_file)
         self.recorder = Recorder()
         self.watcher = TableWatcher(self.router)
         self.feed = Feed(self.features, self.watcher, self._start_time(), args.seed)
@@ -356,7 +357,7 @@ class Chaos:
             synthetic=trainer_pb2.SyntheticSource(seed=seed, duration_s=3 * 3600.0), publish=True
         )
         result = trainer_pb2.TrainResult()
-        for progress in self.trainer.Train(request, timeout=max(self.remaining(), 1.0)):
+        for progress in self.trainer.Train(request, timeout=max(self.remaining(), 1.0), metadata=self.admin):
             if progress.HasField("result"):
                 result = progress.result
         return result
@@ -476,7 +477,7 @@ class Chaos:
             for target in self.publish_targets():
                 for kind, request in corrupted_models(f"chaos-corrupt-{int(time.time())}"):
                     sent = time.monotonic()
-                    outcome = publish_once(target, request)
+                    outcome = publish_once(target, request, self.admin)
                     report.detect_s = max(report.detect_s or 0.0, time.monotonic() - sent)
                     if outcome != "INVALID_ARGUMENT":
                         report.broken.append(f"{target.address} answered {outcome} to {kind}")
@@ -570,13 +571,19 @@ def corrupted_models(version: str) -> Iterator[tuple[str, list[predictor_pb2.Pub
     )
 
 
-def publish_once(target: addresses.Target, request: list[predictor_pb2.PublishModelRequest]) -> str:
+def publish_once(
+    target: addresses.Target,
+    request: list[predictor_pb2.PublishModelRequest],
+    call_metadata: Sequence[tuple[str, str]] = (),
+) -> str:
     """The status name a replica answers a publish with ("OK" if it took it)."""
     if target.error:
         return target.error
     with grpc.insecure_channel(target.address) as channel:
         try:
-            predictor_pb2_grpc.PredictorStub(channel).PublishModel(iter(request), timeout=30, wait_for_ready=True)
+            predictor_pb2_grpc.PredictorStub(channel).PublishModel(
+                iter(request), timeout=30, wait_for_ready=True, metadata=call_metadata
+            )
         except grpc.RpcError as exc:
             return str(exc.code().name)
     return "OK"
@@ -643,6 +650,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=Path(".run"), help="local faults: the run dir with pids/")
     p.add_argument("--budget-s", type=float, default=240.0, help="the whole run stops after this many seconds")
     p.add_argument("--seed", type=int, default=7, help="seed of the telemetry noise")
+    admin.add_client_option(p)
     return p
 
 

@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--faults=local",
                 f"--run-dir={args.run_dir}",
                 f"--budget-s={args.budget_s}",
+                f"--admin-token-file={constellation.admin_token_file}",
                 *(f"--{name.replace('_', '-')}-addr={constellation.addr(name)}" for name in constellation.processes),
             ]
         )

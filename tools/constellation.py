@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from services.common import admin
 from services.common.config import ADDR_ENV
 
 ORDER = ("feature_store", "predictor", "router", "trainer")
@@ -108,8 +109,22 @@ class Constellation:
     def pid_path(self, name: str) -> Path:
         return self.run_dir / "pids" / f"{name}.pid"
 
+    @property
+    def admin_token_file(self) -> Path:
+        """The admin token every service of this run shares: the one
+        ACE_ADMIN_TOKEN_FILE names, or a fresh one start() writes."""
+        given = self.env.get(admin.TOKEN_FILE_ENV) or os.environ.get(admin.TOKEN_FILE_ENV)
+        return Path(given) if given else self.run_dir / "admin-token"
+
+    def admin_metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata for Train and PublishModel on this run's services."""
+        return admin.client_metadata(str(self.admin_token_file))
+
     def start(self) -> Constellation:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if not self.admin_token_file.exists():
+            admin.write_token(self.admin_token_file)
+        self.env[admin.TOKEN_FILE_ENV] = str(self.admin_token_file)
         (self.run_dir / "pids").mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
         try:

@@ -11,7 +11,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,10 +93,12 @@ def backend_cell(point: Point, route: router_pb2.BackendRoute) -> str:
     return f"{point.load:5.1f}rps {point.latency_ms:5.0f}ms ->{pred} {state:<9}"
 
 
-def train(stub: trainer_pb2_grpc.TrainerStub, seed: int) -> trainer_pb2.TrainResult:
+def train(
+    stub: trainer_pb2_grpc.TrainerStub, seed: int, call_metadata: Sequence[tuple[str, str]] = ()
+) -> trainer_pb2.TrainResult:
     request = trainer_pb2.TrainRequest(synthetic=trainer_pb2.SyntheticSource(seed=seed), publish=True)
     result = trainer_pb2.TrainResult()
-    for progress in stub.Train(request, timeout=600):
+    for progress in stub.Train(request, timeout=600, metadata=call_metadata):
         print(f"  trainer: {progress.stage:<8} {progress.message}")
         if progress.HasField("result"):
             result = progress.result
@@ -122,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name:<13} pid {proc.popen.pid:<7} 127.0.0.1:{proc.port}   log {proc.log_path}")
         channels = {name: grpc.insecure_channel(constellation.addr(name)) for name in constellation.processes}
         print("\nTraining a random forest on synthetic history, exporting it to ONNX, publishing it:")
-        result = train(trainer_pb2_grpc.TrainerStub(channels["trainer"]), args.train_seed)
+        result = train(
+            trainer_pb2_grpc.TrainerStub(channels["trainer"]), args.train_seed, constellation.admin_metadata()
+        )
         if not result.published:
             print(f"publishing failed: {result.publish_error}", file=sys.stderr)
             return 1

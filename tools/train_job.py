@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import grpc
 
 from ace.v1 import trainer_pb2, trainer_pb2_grpc
-from services.common import config
+from services.common import admin, config
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
         help="train on the seeded synthetic history instead (a first model before any history exists)",
     )
     p.add_argument("--timeout-s", type=float, default=1800.0, help="deadline of the whole training")
+    admin.add_client_option(p)
     return p
 
 
@@ -49,7 +50,9 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
     result: trainer_pb2.TrainResult | None = None
     with grpc.insecure_channel(args.trainer_addr) as channel:
         try:
-            for progress in trainer_pb2_grpc.TrainerStub(channel).Train(request_of(args), timeout=args.timeout_s):
+            stub = trainer_pb2_grpc.TrainerStub(channel)
+            call = admin.client_metadata(args.admin_token_file)
+            for progress in stub.Train(request_of(args), timeout=args.timeout_s, metadata=call):
                 echo(f"{progress.stage:<8} {progress.message}")
                 if progress.HasField("result"):
                     result = progress.result

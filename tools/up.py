@@ -36,7 +36,8 @@ def bootstrap_model(constellation: Constellation) -> None:
     print("no model yet: training one on synthetic history and publishing it ...")
     with grpc.insecure_channel(constellation.addr("trainer")) as channel:
         request = trainer_pb2.TrainRequest(synthetic=trainer_pb2.SyntheticSource(seed=1), publish=True)
-        for progress in trainer_pb2_grpc.TrainerStub(channel).Train(request, timeout=600):
+        stub = trainer_pb2_grpc.TrainerStub(channel)
+        for progress in stub.Train(request, timeout=600, metadata=constellation.admin_metadata()):
             if progress.HasField("result"):
                 r = progress.result
                 print(f"model {r.version}: published={r.published} {r.publish_error}")

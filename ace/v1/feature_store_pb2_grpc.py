@@ -33,7 +33,9 @@ class FeatureStoreStub:
     Bounds: each window holds the points of the last `window_s` seconds of
     event time (default 300) and at most `max_points` of them (default 256);
     at most `max_backends` backends are tracked (default 10000). A point for a
-    new backend beyond that cap is rejected with a reason.
+    new backend beyond that cap is rejected with a reason; an Ingest that
+    stores no point because of the cap fails as a whole with
+    RESOURCE_EXHAUSTED. Requests larger than 4 MiB are RESOURCE_EXHAUSTED.
 
     Ordering: a point older than the newest of its backend is inserted in
     event-time order as long as it still falls inside the window; a point older
@@ -82,7 +84,9 @@ class FeatureStoreServicer:
     Bounds: each window holds the points of the last `window_s` seconds of
     event time (default 300) and at most `max_points` of them (default 256);
     at most `max_backends` backends are tracked (default 10000). A point for a
-    new backend beyond that cap is rejected with a reason.
+    new backend beyond that cap is rejected with a reason; an Ingest that
+    stores no point because of the cap fails as a whole with
+    RESOURCE_EXHAUSTED. Requests larger than 4 MiB are RESOURCE_EXHAUSTED.
 
     Ordering: a point older than the newest of its backend is inserted in
     event-time order as long as it still falls inside the window; a point older
@@ -189,7 +193,9 @@ class FeatureStore:
     Bounds: each window holds the points of the last `window_s` seconds of
     event time (default 300) and at most `max_points` of them (default 256);
     at most `max_backends` backends are tracked (default 10000). A point for a
-    new backend beyond that cap is rejected with a reason.
+    new backend beyond that cap is rejected with a reason; an Ingest that
+    stores no point because of the cap fails as a whole with
+    RESOURCE_EXHAUSTED. Requests larger than 4 MiB are RESOURCE_EXHAUSTED.
 
     Ordering: a point older than the newest of its backend is inserted in
     event-time order as long as it still falls inside the window; a point older

@@ -101,6 +101,9 @@ class PredictorServicer:
         a size or checksum mismatch, or a model that fails validation;
         ALREADY_EXISTS for a version that is already stored. A rejected model
         changes nothing.
+        Admin call: needs `authorization: Bearer <token>` metadata;
+        UNAUTHENTICATED without it or with a wrong one, PERMISSION_DENIED when
+        the server has no token configured.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,6 +127,9 @@ class PredictorServicer:
         """Activates an earlier version: the one named, or when none is named, the
         version that was active before the current one. FAILED_PRECONDITION when
         there is nothing to return to; NOT_FOUND for an unknown version.
+        Admin call: needs `authorization: Bearer <token>` metadata;
+        UNAUTHENTICATED without it or with a wrong one, PERMISSION_DENIED when
+        the server has no token configured.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -111,7 +111,8 @@ class RouterServicer:
         while the client is slow are coalesced per backend. Each message carries
         what a client needs to pick locally with the router's own policy
         (services/router/client.py does), so a high-throughput proxy decides
-        without one RPC per request.
+        without one RPC per request. RESOURCE_EXHAUSTED when --max-streams
+        watch streams (default 32) are open already.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

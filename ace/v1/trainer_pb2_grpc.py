@@ -59,6 +59,9 @@ class TrainerServicer:
         """Trains and streams progress; the last message carries the result.
         FAILED_PRECONDITION while another training runs; INVALID_ARGUMENT for an
         unreadable source or out-of-range parameters.
+        Admin call: needs `authorization: Bearer <token>` metadata;
+        UNAUTHENTICATED without it or with a wrong one, PERMISSION_DENIED when
+        the server has no token configured.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -22,7 +22,8 @@ DESCRIPTIONS = {
     "noisy_neighbour": "a neighbour takes 40-55% of one backend's capacity within 30-60 s, for 4-7 min",
     "flash_crowd": "offered load climbs 50-75% over 2-4 min, holds 3-5 min, and falls back over 2-4 min",
     "backend_failure": "one backend stops answering (every request to it times out) for 3-5 min",
-    "heterogeneous": "no event: the backends' capacities differ (0.45x to 1.6x the nominal), total unchanged",
+    "heterogeneous": "no event: the backends' capacities differ (drawn from 0.45x to 1.6x the nominal, one of them "
+    "at 0.45x, then scaled to keep the pool's total: about 0.4x to 1.9x)",
     "quiet": "no fault: the pool at its base load, for false alarms",
 }
 

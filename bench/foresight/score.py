@@ -19,7 +19,8 @@ backend less than a minute apart form one episode.
   its first breach interval, at the latest on that interval (lead time 0:
   the breaker reacted to the breach's first telemetry). Lead time is from
   the earliest such opening to the episode's start.
-- Flapping: every state change of every breaker, per backend-hour."""
+- Flapping: every state change of every breaker, per backend-hour; and the
+  share of backend-time the breakers were not closed."""
 
 from __future__ import annotations
 
@@ -78,6 +79,10 @@ class Breakers:
     leads_s: list[float] = field(default_factory=list)
     transitions: int = 0
     backend_hours: float = 0.0
+    # Backend-intervals whose breaker was not closed, of those counted (only
+    # routers that report their states per interval).
+    drained_intervals: int = 0
+    state_intervals: int = 0
 
     def add(self, other: Breakers) -> None:
         self.openings += other.openings
@@ -87,6 +92,8 @@ class Breakers:
         self.leads_s.extend(other.leads_s)
         self.transitions += other.transitions
         self.backend_hours += other.backend_hours
+        self.drained_intervals += other.drained_intervals
+        self.state_intervals += other.state_intervals
 
     @property
     def false_drains(self) -> int:
@@ -102,6 +109,10 @@ class Breakers:
 
     def lead(self, q: float) -> float:
         return float(np.percentile(self.leads_s, q)) if self.leads_s else float("nan")
+
+    @property
+    def drained_share(self) -> float:
+        return self.drained_intervals / self.state_intervals if self.state_intervals else float("nan")
 
     @property
     def changes_per_backend_hour(self) -> float:
@@ -150,6 +161,10 @@ def breakers(trail: Trail, run: Run, reference: Run, pool: Pool, horizon_s: floa
     out = Breakers(backend_hours=pool.backends * (float(run.tick_s[-1]) - score_from_s) / 3600.0)
     scored = [tr for tr in trail.transitions if tr.at_s >= score_from_s]
     out.transitions = len(scored)
+    if trail.states:
+        states = np.asarray(trail.states)[run.tick_s[: len(trail.states)] >= score_from_s]
+        out.drained_intervals = int((states != "CLOSED").sum())
+        out.state_intervals = int(states.size)
     counterfactual = reference.latency_tel_ms >= pool.slo_ms
     for b in range(pool.backends):
         either = episodes(truth[:, b], run.tick_s)

@@ -22,6 +22,8 @@ from services.router import server as rt_server
 from tools.constellation import Constellation
 
 NAMES = ("feature_store", "predictor", "router")
+# The benchmark publishes models itself, on localhost, without an admin token.
+INSECURE_ADMIN = ["--insecure-admin", "true"]
 
 
 @contextlib.contextmanager
@@ -29,7 +31,7 @@ def fleet(run_dir: Path, processes: bool) -> Iterator[dict[str, str]]:
     """Yields the address of each service by name."""
     if processes:
         # Models go to the run's own directory, never to the one `make up` keeps.
-        extra = {"predictor": ["--model-dir", str(run_dir / "models")]}
+        extra = {"predictor": ["--model-dir", str(run_dir / "models"), *INSECURE_ADMIN]}
         with Constellation(run_dir, extra_args=extra) as constellation:
             yield {name: constellation.addr(name) for name in NAMES}
         return
@@ -37,7 +39,9 @@ def fleet(run_dir: Path, processes: bool) -> Iterator[dict[str, str]]:
     servers: list[RunningServer] = []
     try:
         servers.append(fs_server.start(fs_config.load(local)))
-        servers.append(pr_server.start(pr_config.load([*local, "--model-dir", str(run_dir / "models")])))
+        servers.append(
+            pr_server.start(pr_config.load([*local, "--model-dir", str(run_dir / "models"), *INSECURE_ADMIN]))
+        )
         addrs = {name: f"127.0.0.1:{s.port}" for name, s in zip(NAMES, servers, strict=False)}
         servers.append(
             rt_server.start(

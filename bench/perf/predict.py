@@ -15,7 +15,7 @@ import numpy as np
 from ace.v1 import predictor_pb2, telemetry_pb2
 from bench.perf import load
 from bench.perf.fixtures import Forest, backend_name
-from bench.perf.fleet import service_process
+from bench.perf.fleet import INSECURE_ADMIN, service_process
 from bench.perf.sizes import Sizes
 from bench.perf.timing import TIMES, Row, mean_s, median, pct, per_call_s, us
 from services.common.features import SCHEMA_VERSION
@@ -41,7 +41,9 @@ def run(sizes: Sizes, forest: Forest, worker: Executor) -> list[Row]:
     rows = _one_row(sizes, forest, X)
     with (
         tempfile.TemporaryDirectory(prefix="ace-bench-") as tmp,
-        service_process("predictor", ["--model-dir", str(Path(tmp) / "models")], sizes.processes) as addr,
+        service_process(
+            "predictor", ["--model-dir", str(Path(tmp) / "models"), *INSECURE_ADMIN], sizes.processes
+        ) as addr,
         grpc.insecure_channel(addr) as channel,
     ):
         _publish(channel, forest, "bench-0")

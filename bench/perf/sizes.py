@@ -14,8 +14,8 @@ class Sizes:
     # Short blocks, many rounds: drift on a shared machine hits both sides.
     latency_rounds: int = 10
     latency_calls: int = 200
-    throughput_rounds: int = 5
-    throughput_s: float = 1.5
+    throughput_rounds: int = 10
+    throughput_s: float = 0.75
     in_flight: int = 16
     # The first is the baseline of the scaling row.
     fleet_sizes: tuple[int, ...] = (10, 1_000, 10_000)

@@ -107,6 +107,16 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, build: Ca
         parser.error(str(exc))
 
 
+def boolean(raw: str) -> bool:
+    """A yes/no setting: true/1/yes or false/0/no (any case)."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)

@@ -41,20 +41,61 @@ def _abort(context: grpc.ServicerContext, method: str, exc: BaseException) -> No
     context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
-def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+class _Undecodable:
+    """A request message that did not parse. gRPC would answer INTERNAL for
+    it; the handler answers INVALID_ARGUMENT instead, as for any bad field."""
+
+    def __init__(self, type_name: str) -> None:
+        self.error = errors.InvalidInput(f"request: not a valid {type_name} message")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    type_name = getattr(descriptor, "full_name", "request")
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:  # noqa: BLE001 - any parse failure is the client's bad bytes
+            return _Undecodable(type_name)
+
+    return deserialize
+
+
+def _checked(request: Any, streaming: bool) -> Any:
+    """The request, or its messages one by one, raising InvalidInput at the
+    first that did not parse."""
+    if not streaming:
+        if isinstance(request, _Undecodable):
+            raise request.error
+        return request
+
+    def messages() -> Iterator[Any]:
+        for message in request:
+            if isinstance(message, _Undecodable):
+                raise message.error
+            yield message
+
+    return messages()
+
+
+def _wrap_unary(behavior: Callable[..., Any], method: str, streaming: bool) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return behavior(request, context)
+            return behavior(_checked(request, streaming), context)
         except Exception as exc:  # noqa: BLE001 - the single place errors become statuses
             _abort(context, method, exc)
 
     return handler
 
 
-def _wrap_stream(behavior: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
+def _wrap_stream(behavior: Callable[..., Iterator[Any]], method: str, streaming: bool) -> Callable[..., Iterator[Any]]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from behavior(request, context)
+            yield from behavior(_checked(request, streaming), context)
         except Exception as exc:  # noqa: BLE001 - the single place errors become statuses
             _abort(context, method, exc)
 
@@ -76,26 +117,26 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_unary(handler.unary_unary, method, streaming=False),
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_unary(handler.stream_unary, method, streaming=True),
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_stream(handler.unary_stream, method, streaming=False),
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method),
-                request_deserializer=handler.request_deserializer,
+                _wrap_stream(handler.stream_stream, method, streaming=True),
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

@@ -16,6 +16,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from services.common.admin import AdminAuth, AdminInterceptor
 from services.common.grpc_errors import ErrorInterceptor
 from services.common.reflection import DocumentedReflection
 
@@ -65,12 +66,14 @@ def start_server(
     serving: bool,
     max_workers: int = 32,
     options: Sequence[tuple[str, int]] = (),
+    admin: AdminAuth | None = None,
 ) -> RunningServer:
     """Starts a server with the service that `register` adds, health and
-    reflection. Port 0 picks a free port; the bound one is returned."""
+    reflection. Port 0 picks a free port; the bound one is returned. Admin
+    calls are refused unless `admin` holds a token (or is insecure)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service_name),
-        interceptors=[ErrorInterceptor()],
+        interceptors=[AdminInterceptor(admin or AdminAuth()), ErrorInterceptor()],
         options=list(options),
     )
     register(server)

@@ -4,9 +4,8 @@ the shared interceptor."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 
 import grpc
 
@@ -15,6 +14,7 @@ from services.common.errors import FailedPrecondition, InvalidInput, ResourceExh
 from services.common.features import FEATURE_NAMES, SCHEMA_VERSION
 from services.common.points import to_message
 from services.common.serving import RunningServer, start_server
+from services.common.slots import StreamSlots
 from services.common.telemetry import Point, problem
 from services.common.timeutil import set_timestamp, to_seconds
 from services.feature_store.config import FeatureStoreConfig
@@ -27,6 +27,9 @@ SERVICE_NAME = feature_store_pb2.DESCRIPTOR.services_by_name["FeatureStore"].ful
 WATCH_POLL_S = 0.5
 # Worker threads kept for unary calls on top of the ones streams may hold.
 UNARY_WORKERS = 16
+# A full Ingest of 10000 points is about 1 MiB on the wire; 4 MiB leaves room
+# for long ids and refuses anything larger before it is parsed.
+MAX_RECEIVE_BYTES = 4 * 1024 * 1024
 # Points per ReadHistory message: about 200 KB, well under gRPC's 4 MB.
 HISTORY_BATCH_POINTS = 4096
 
@@ -60,24 +63,6 @@ def features_response(vectors: Iterable[BackendVector]) -> feature_store_pb2.Get
     return out
 
 
-class StreamSlots:
-    """Caps the calls that hold a worker thread for as long as the client
-    keeps them open, so that they can never take every thread."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._free = threading.BoundedSemaphore(limit)
-
-    @contextmanager
-    def hold(self, method: str) -> Iterator[None]:
-        if not self._free.acquire(blocking=False):
-            raise ResourceExhausted(f"{method}: all {self.limit} stream slots are in use; retry later")
-        try:
-            yield
-        finally:
-            self._free.release()
-
-
 class FeatureStoreServicer(feature_store_pb2_grpc.FeatureStoreServicer):
     def __init__(self, store: Store, *, max_points_per_request: int, max_streams: int) -> None:
         self._store = store
@@ -91,6 +76,14 @@ class FeatureStoreServicer(feature_store_pb2_grpc.FeatureStoreServicer):
         if n > self._max_points:
             raise InvalidInput(f"points: at most {self._max_points} per request, got {n}")
         result = self._store.ingest([point_of(p) for p in request.points])
+        # Per-point rejections keep the valid points of a mixed batch; a
+        # request that stored nothing because of the cap is refused as a
+        # whole, so a client sees the overload in the status it retries on.
+        if result.accepted == 0 and result.capped:
+            raise ResourceExhausted(
+                f"backend_id: backend cap of {self._store.max_backends} reached; "
+                f"none of the {n} points stored ({result.capped} for new backends)"
+            )
         return ingest_response(result.accepted, result.rejected)
 
     def IngestStream(
@@ -176,6 +169,7 @@ def start(config: FeatureStoreConfig, store: Store | None = None) -> RunningServ
         register=lambda server: feature_store_pb2_grpc.add_FeatureStoreServicer_to_server(servicer, server),
         serving=True,
         max_workers=config.max_streams + UNARY_WORKERS,
+        options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
     )
     # Watch streams never end on their own: end them before the grace period
     # so that it serves the calls that do.

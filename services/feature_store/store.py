@@ -33,6 +33,7 @@ class Rejection:
 class IngestResult:
     accepted: int  # points stored, replacements of duplicates included
     rejected: tuple[Rejection, ...]  # in index order
+    capped: int = 0  # of the rejected, points of new backends refused for the backend cap
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,14 @@ class Store:
         changed: set[str] = set()
         stored: list[Point] = []
         cap_now_reached = False
+        capped = 0
         with self._lock:
             for i, point in valid:
                 backend = self._backends.get(point.backend_id)
                 if backend is None:
                     if len(self._backends) >= self.max_backends:
                         late.append(Rejection(i, f"backend_id: backend cap of {self.max_backends} reached"))
+                        capped += 1
                         cap_now_reached = cap_now_reached or not self._cap_reached
                         self._cap_reached = True
                         continue
@@ -133,7 +136,7 @@ class Store:
             _log.warning("backend_cap_reached", max_backends=self.max_backends)
         if late:
             rejected = sorted(rejected + late, key=lambda r: r.index) if rejected else late
-        return IngestResult(len(valid) - len(late), tuple(rejected))
+        return IngestResult(len(valid) - len(late), tuple(rejected), capped)
 
     def _too_old(self, point: Point, window: Window) -> str:
         newest = window.newest_time

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common import config
+from services.common import admin, config
+from services.common.admin import REFUSE_ALL, AdminAuth
 
 MIB = 1024 * 1024
 
@@ -21,6 +22,8 @@ class PredictorConfig:
     log_level: str = "info"
     model_dir: Path = Path(".run/models")
     max_model_bytes: int = 64 * MIB
+    # PublishModel and Rollback need this token; the default refuses them.
+    admin: AdminAuth = REFUSE_ALL
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
         default=64 * MIB,
         help="largest ONNX model PublishModel accepts, in bytes",
     )
+    admin.add_options(p)
     return p
 
 
@@ -49,6 +53,7 @@ def build(args: argparse.Namespace) -> PredictorConfig:
         log_level=args.log_level,
         model_dir=args.model_dir,
         max_model_bytes=args.max_model_bytes,
+        admin=admin.from_args(args),
     )
 
 

@@ -141,6 +141,7 @@ def start(config: PredictorConfig, registry: Registry | None = None) -> RunningS
         register=lambda server: predictor_pb2_grpc.add_PredictorServicer_to_server(servicer, server),
         serving=registry.active is not None,
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
+        admin=config.admin,
     )
     servicer.on_active = lambda: running.set_serving(True)
     # A publish that landed before the hook was set told no one; serving

@@ -22,6 +22,8 @@ class RouterConfig:
     predictor_addr: str
     policy: Settings
     predict_timeout_s: float
+    # WatchRoutingTable streams open at once; each holds a worker thread.
+    max_streams: int = 32
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,6 +87,14 @@ def parser() -> argparse.ArgumentParser:
         default=1.0,
         help="deadline of the router's calls to the predictor",
     )
+    option(
+        p,
+        "--max-streams",
+        env="ACE_MAX_STREAMS",
+        cast=int,
+        default=32,
+        help="WatchRoutingTable streams open at once; one more is RESOURCE_EXHAUSTED",
+    )
     return p
 
 
@@ -96,6 +106,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
     require(args.recovery_s >= 0, f"--recovery-s must be >= 0, got {args.recovery_s}")
     require(args.cold_start_points >= 1, f"--cold-start-points must be >= 1, got {args.cold_start_points}")
     require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
+    require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
     return RouterConfig(
         host=args.host,
         port=args.port,
@@ -113,6 +124,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
             horizon_s=args.horizon_s,
         ),
         predict_timeout_s=args.predict_timeout_s,
+        max_streams=args.max_streams,
     )
 
 

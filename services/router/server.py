@@ -9,6 +9,7 @@ import grpc
 
 from ace.v1 import router_pb2, router_pb2_grpc
 from services.common.serving import RunningServer, start_server
+from services.common.slots import StreamSlots
 from services.common.timeutil import set_timestamp
 from services.router import risk
 from services.router.config import RouterConfig
@@ -19,11 +20,17 @@ from services.router.wire import ACTION, BASIS, STATE
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 WATCH_POLL_S = 0.5
+# Router requests name a backend or two; 1 MiB refuses nonsense early.
+MAX_RECEIVE_BYTES = 1024 * 1024
+# Threads for unary calls on top of the watch stream slots, so watchers can
+# never starve Decide.
+UNARY_WORKERS = 16
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, table: RoutingTable) -> None:
+    def __init__(self, table: RoutingTable, max_streams: int = 32) -> None:
         self._table = table
+        self._streams = StreamSlots(max_streams)
 
     def Decide(self, request: router_pb2.DecideRequest, context: grpc.ServicerContext) -> router_pb2.Decision:
         decided = self._table.decide(request.candidates)
@@ -57,6 +64,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     def WatchRoutingTable(
         self, request: router_pb2.WatchRoutingTableRequest, context: grpc.ServicerContext
     ) -> Iterator[router_pb2.RoutingTable]:
+        with self._streams.hold("WatchRoutingTable"):
+            yield from self._watch(context)
+
+    def _watch(self, context: grpc.ServicerContext) -> Iterator[router_pb2.RoutingTable]:
         subscription = self._table.changes.subscribe()
         try:
             yield self._message(self._table.entries(), partial=False)
@@ -137,8 +148,12 @@ def start(config: RouterConfig) -> RunningServer:
         host=config.host,
         port=config.port,
         service_name=SERVICE_NAME,
-        register=lambda server: router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(table), server),
+        register=lambda server: router_pb2_grpc.add_RouterServicer_to_server(
+            RouterServicer(table, config.max_streams), server
+        ),
         serving=True,
+        options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
+        max_workers=config.max_streams + UNARY_WORKERS,
     )
     sync.start()
     running.on_closing.append(table.changes.close)

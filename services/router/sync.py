@@ -17,6 +17,7 @@ import structlog
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc, predictor_pb2, predictor_pb2_grpc, telemetry_pb2
 from services.common.features import FEATURE_NAMES
 from services.common.timeutil import to_seconds
+from services.router.dependency import CallBreaker
 from services.router.table import ModelFacts, RoutingTable, Update
 
 _log = structlog.get_logger("router.sync")
@@ -33,11 +34,15 @@ class TableSync:
         *,
         predict_timeout_s: float = 1.0,
         max_backoff_s: float = 2.0,
+        predictor_breaker: CallBreaker | None = None,
     ) -> None:
         self._table = table
         self._features = feature_store_pb2_grpc.FeatureStoreStub(feature_store)
         self._predictor = predictor_pb2_grpc.PredictorStub(predictor)
         self._predict_timeout_s = predict_timeout_s
+        # A slow predictor would cost every feature update a full deadline;
+        # once it keeps failing, updates apply on observed latency at once.
+        self._predictor_breaker = predictor_breaker or CallBreaker("predictor")
         self._max_backoff_s = max_backoff_s
         self._stop = threading.Event()
         self._call: grpc.Future | None = None
@@ -93,15 +98,21 @@ class TableSync:
         self._table.apply(updates)
 
     def _forecast(self, vectors: Iterable[telemetry_pb2.FeatureVector]) -> dict[str, float]:
+        if not self._predictor_breaker.allow():
+            return {}  # the table already says predictor_available=False
         try:
             response = self._predictor.Predict(
                 predictor_pb2.PredictRequest(vectors=vectors), timeout=self._predict_timeout_s
             )
         except grpc.RpcError as exc:
+            # Only running out of the deadline counts: a fast failure costs
+            # the sync loop nothing, and the next call may find it back.
+            self._predictor_breaker.record(exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED)
             if self._table.predictor_available:
                 _log.warning("predict_failed", code=str(exc.code()), details=exc.details())
             self._table.set_status(predictor_available=False)
             return {}
+        self._predictor_breaker.record(True)
         if response.model_version != self._table.model.version:
             self._table.set_status(model=self._model_facts(response.model_version))
         self._table.set_status(predictor_available=True)

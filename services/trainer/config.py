@@ -8,7 +8,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common import addresses, config
+from services.common import addresses, admin, config
+from services.common.admin import REFUSE_ALL, AdminAuth
 from services.common.config import require
 from services.common.window import WindowLimits
 
@@ -35,6 +36,9 @@ class TrainerConfig:
     window_s: float = 300.0
     window_max_points: int = 256
     publish_timeout_s: float = 60.0
+    # Train needs this token, and the trainer sends it when it publishes;
+    # the default refuses Train and publishes with no token.
+    admin: AdminAuth = REFUSE_ALL
 
     @property
     def window_limits(self) -> WindowLimits:
@@ -89,6 +93,7 @@ def parser() -> argparse.ArgumentParser:
         default=60.0,
         help="deadline of one PublishModel call, seconds",
     )
+    admin.add_options(p)
     return p
 
 
@@ -123,6 +128,7 @@ def build(args: argparse.Namespace) -> TrainerConfig:
         window_s=args.window_s,
         window_max_points=args.window_max_points,
         publish_timeout_s=args.publish_timeout_s,
+        admin=admin.from_args(args),
     )
 
 

@@ -3,7 +3,7 @@ bytes in chunks, over one PublishModel client stream."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 
@@ -54,10 +54,12 @@ def publish(
     *,
     chunk_size: int = CHUNK_BYTES,
     timeout_s: float = 60.0,
+    call_metadata: Sequence[tuple[str, str]] = (),
 ) -> PublishOutcome:
     """Publishes one model. Any failure (the predictor unreachable, slow or
     refusing the model) is returned as the outcome's error, not raised: the
-    training it follows has succeeded either way."""
+    training it follows has succeeded either way. `call_metadata` carries the
+    admin token PublishModel needs."""
     if not 0 < chunk_size <= CHUNK_BYTES:
         raise ValueError(f"chunk_size: must be in (0, {CHUNK_BYTES}], got {chunk_size}")
     stub = (
@@ -66,7 +68,7 @@ def publish(
         else predictor_pb2_grpc.PredictorStub(channel_or_stub)
     )
     try:
-        stub.PublishModel(requests(metadata, onnx_bytes, chunk_size), timeout=timeout_s)
+        stub.PublishModel(requests(metadata, onnx_bytes, chunk_size), timeout=timeout_s, metadata=call_metadata)
     except grpc.RpcError as exc:
         return PublishOutcome(published=False, error=f"{exc.code().name}: {exc.details()}")
     return PublishOutcome(published=True)
@@ -78,6 +80,7 @@ def publish_all(
     onnx_bytes: bytes,
     *,
     timeout_s: float = 60.0,
+    call_metadata: Sequence[tuple[str, str]] = (),
 ) -> PublishOutcome:
     """Publishes one model to each predictor replica in turn and reports
     each; published only when every replica accepted it. One at a time, so
@@ -88,6 +91,6 @@ def publish_all(
             replicas.append(ReplicaOutcome(target.address, False, target.error))
             continue
         with grpc.insecure_channel(target.address) as channel:
-            outcome = publish(channel, metadata, onnx_bytes, timeout_s=timeout_s)
+            outcome = publish(channel, metadata, onnx_bytes, timeout_s=timeout_s, call_metadata=call_metadata)
         replicas.append(ReplicaOutcome(target.address, outcome.published, outcome.error))
     return PublishOutcome.of(tuple(replicas))

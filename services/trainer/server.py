@@ -18,6 +18,8 @@ from services.trainer.job import Defaults, HistoryLoader, Result, Trainer
 from services.trainer.train import TrainedModel
 
 SERVICE_NAME: str = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
+# Train and GetStatus requests are small (a path, a seed, a few numbers).
+MAX_RECEIVE_BYTES = 1024 * 1024
 
 
 def _source(request: trainer_pb2.TrainRequest) -> job.Source | None:
@@ -75,6 +77,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             defaults=self._defaults,
         )
         for step in self._trainer.run(plan):
+            # A caller gone or past its deadline ends the job between stages
+            # instead of training for no one.
+            if not context.is_active():
+                return
             progress = trainer_pb2.TrainProgress(stage=step.stage, message=step.message)
             if step.result is not None:
                 progress.result.CopyFrom(_result(step.result))
@@ -106,15 +112,21 @@ def start(
     feature_store_channel = grpc.insecure_channel(config.feature_store_addr)
     feature_store = feature_store_pb2_grpc.FeatureStoreStub(feature_store_channel)
 
+    token = config.admin.metadata()
+
     def publisher(model: TrainedModel) -> job.PublishOutcome:
         metadata = publish.metadata_of(model)
         if not config.predictor_publish_addrs:
-            one = publish.publish(predictor, metadata, model.onnx_bytes, timeout_s=config.publish_timeout_s)
+            one = publish.publish(
+                predictor, metadata, model.onnx_bytes, timeout_s=config.publish_timeout_s, call_metadata=token
+            )
             return job.PublishOutcome.of((job.ReplicaOutcome(config.predictor_addr, one.published, one.error),))
         # Resolved at every publish: the replicas behind a headless Service
         # change as pods come and go.
         targets = addresses.resolve(config.predictor_publish_addrs)
-        return publish.publish_all(targets, metadata, model.onnx_bytes, timeout_s=config.publish_timeout_s)
+        return publish.publish_all(
+            targets, metadata, model.onnx_bytes, timeout_s=config.publish_timeout_s, call_metadata=token
+        )
 
     def load(source: job.Source) -> list[Point]:
         if isinstance(source, job.FeatureStoreSource):
@@ -130,6 +142,8 @@ def start(
             service_name=SERVICE_NAME,
             register=lambda server: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, server),
             serving=True,
+            options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
+            admin=config.admin,
         )
     except BaseException:
         channel.close()

@@ -24,7 +24,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc, router_pb2, router_pb2_grpc
-from services.common import synthetic
+from services.common import admin, synthetic
 from services.common.points import to_message
 from tests.deploy.manifests import ROOT, Obj, build, by_kind, grpc_port, selects, workloads
 from tools.constellation import Process
@@ -104,7 +104,10 @@ class Launch:
         for source in container.get("envFrom", []):
             env.update(config_maps[source["configMapRef"]["name"]]["data"])
         listen = grpc_port(container) if container.get("ports") else None
-        mounts = {m["mountPath"]: volumes[m["name"]] for m in container.get("volumeMounts", [])}
+        secrets = {v["name"]: self.secret(v["secret"]["secretName"]) for v in spec.get("volumes", []) if "secret" in v}
+        mounts = {
+            m["mountPath"]: secrets.get(m["name"]) or volumes[m["name"]] for m in container.get("volumeMounts", [])
+        }
         for e in container.get("env", []):
             assert "valueFrom" not in e, "only literal values and the ConfigMap are wired here"
             value = str(e["value"])
@@ -112,10 +115,22 @@ class Launch:
                 value = "0"  # a free port; the process reports the one it got
             elif value in mounts:
                 value = str(mounts[value])
+            elif (mount := next((m for m in mounts if value.startswith(m + "/")), None)) is not None:
+                value = str(mounts[mount] / value.removeprefix(mount + "/"))  # a file in a mounted volume
             else:
                 value = ",".join(self.resolve(v) for v in value.split(","))
             env[e["name"]] = value
         return env
+
+    def secret(self, name: str) -> Path:
+        """The Secret `name` as a directory every pod mounting it shares: the
+        one ACE reads (ace-admin) holds a random admin token, as `make
+        deploy` creates it."""
+        path = self.tmp / "secrets" / name
+        if not path.exists():
+            path.mkdir(parents=True)
+            admin.write_token(path / "token")
+        return path
 
     def volumes(self, obj: Obj, spec: Obj, replica: int) -> dict[str, Path]:
         names = [v["name"] for v in spec.get("volumes", [])]

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from services.common import admin
 from services.common.serving import RunningServer
 from services.feature_store import config as fs_config
 from services.feature_store import server as fs_server
@@ -25,6 +26,8 @@ from services.trainer import server as tr_server
 class Fleet:
     servers: dict[str, RunningServer]
     channels: dict[str, grpc.Channel]
+    # Call metadata with the admin token the predictor and trainer share.
+    admin: tuple[tuple[str, str], ...]
 
     def addr(self, name: str) -> str:
         return f"127.0.0.1:{self.servers[name].port}"
@@ -32,22 +35,26 @@ class Fleet:
 
 def start_fleet(model_dir: Path) -> Fleet:
     local = ["--host", "127.0.0.1", "--port", "0"]
+    token_file = model_dir.parent / "admin-token"
+    if not token_file.exists():
+        admin.write_token(token_file)
+    guarded = [*local, "--admin-token-file", str(token_file)]
     servers: dict[str, RunningServer] = {}
     try:
         servers["feature_store"] = fs_server.start(fs_config.load(local))
-        servers["predictor"] = pr_server.start(pr_config.load([*local, "--model-dir", str(model_dir)]))
+        servers["predictor"] = pr_server.start(pr_config.load([*guarded, "--model-dir", str(model_dir)]))
         fs_addr = f"127.0.0.1:{servers['feature_store'].port}"
         pr_addr = f"127.0.0.1:{servers['predictor'].port}"
         servers["router"] = rt_server.start(
             rt_config.load([*local, "--feature-store-addr", fs_addr, "--predictor-addr", pr_addr])
         )
-        servers["trainer"] = tr_server.start(tr_config.load([*local, "--predictor-addr", pr_addr]))
+        servers["trainer"] = tr_server.start(tr_config.load([*guarded, "--predictor-addr", pr_addr]))
     except BaseException:
         for running in servers.values():
             running.stop(0)
         raise
     channels = {name: grpc.insecure_channel(f"127.0.0.1:{s.port}") for name, s in servers.items()}
-    return Fleet(servers, channels)
+    return Fleet(servers, channels, admin.client_metadata(str(token_file)))
 
 
 def stop_fleet(fleet: Fleet) -> None:

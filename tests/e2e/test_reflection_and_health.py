@@ -53,7 +53,9 @@ def test_health_is_truthful_until_the_predictor_has_a_model(fleet: Fleet):
     request = trainer_pb2.TrainRequest(
         synthetic=trainer_pb2.SyntheticSource(seed=3, backends=3, duration_s=7200), publish=True, n_estimators=10
     )
-    progress = list(trainer_pb2_grpc.TrainerStub(fleet.channels["trainer"]).Train(request, timeout=120))
+    progress = list(
+        trainer_pb2_grpc.TrainerStub(fleet.channels["trainer"]).Train(request, timeout=120, metadata=fleet.admin)
+    )
     assert progress[-1].result.published, progress[-1].result.publish_error
     assert health(fleet.channels["predictor"], SERVICES["predictor"]) == SERVING
 

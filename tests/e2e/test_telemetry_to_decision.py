@@ -17,7 +17,9 @@ THRESHOLD_MS = 300.0
 @pytest.fixture
 def trained(fleet: Fleet) -> tuple[Fleet, trainer_pb2.TrainResult]:
     request = trainer_pb2.TrainRequest(synthetic=trainer_pb2.SyntheticSource(seed=1), publish=True)
-    progress = list(trainer_pb2_grpc.TrainerStub(fleet.channels["trainer"]).Train(request, timeout=300))
+    progress = list(
+        trainer_pb2_grpc.TrainerStub(fleet.channels["trainer"]).Train(request, timeout=300, metadata=fleet.admin)
+    )
     result = progress[-1].result
     assert result.published, result.publish_error
     return fleet, result

@@ -20,6 +20,7 @@ from services.common.serving import RunningServer
 from services.predictor import server
 from services.predictor.config import PredictorConfig
 from services.predictor.model import ModelMeta
+from tests.fakes import OPEN_ADMIN
 from tests.predictor import models
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -58,7 +59,12 @@ def predict_request(x: np.ndarray, schema: str = features.SCHEMA_VERSION) -> pre
 @contextmanager
 def connect(model_dir: Path, max_model_bytes: int = 1 << 20) -> Iterator[Client]:
     config = PredictorConfig(
-        host="127.0.0.1", port=0, grace_s=0.0, model_dir=model_dir, max_model_bytes=max_model_bytes
+        host="127.0.0.1",
+        port=0,
+        grace_s=0.0,
+        model_dir=model_dir,
+        max_model_bytes=max_model_bytes,
+        admin=OPEN_ADMIN,
     )
     running = server.start(config)
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")

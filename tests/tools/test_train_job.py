@@ -11,6 +11,7 @@ from services.feature_store import server as fs_server
 from services.feature_store.config import FeatureStoreConfig
 from services.trainer import server as tr_server
 from services.trainer.config import TrainerConfig
+from tests.fakes import OPEN_ADMIN
 from tools import train_job
 
 
@@ -34,7 +35,7 @@ def test_an_unreachable_trainer_fails_the_job():
 def test_a_feature_store_without_history_fails_the_job():
     feature_store = fs_server.start(FeatureStoreConfig(host="127.0.0.1", port=0))
     trainer = tr_server.start(
-        TrainerConfig(host="127.0.0.1", port=0, feature_store_addr=f"127.0.0.1:{feature_store.port}")
+        TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN, feature_store_addr=f"127.0.0.1:{feature_store.port}")
     )
     try:
         code, lines = run("--trainer-addr", f"127.0.0.1:{trainer.port}", "--duration-s", "3600")
@@ -49,7 +50,9 @@ def test_a_feature_store_without_history_fails_the_job():
 
 
 def test_a_version_no_predictor_took_fails_the_job(tmp_path: Path):
-    trainer = tr_server.start(TrainerConfig(host="127.0.0.1", port=0, predictor_addr=f"127.0.0.1:{_free_port()}"))
+    trainer = tr_server.start(
+        TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN, predictor_addr=f"127.0.0.1:{_free_port()}")
+    )
     try:
         code, lines = run("--trainer-addr", f"127.0.0.1:{trainer.port}", "--synthetic-seed", "3")
     finally:

@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ace.v1 import predictor_pb2, predictor_pb2_grpc
 from services.common.errors import InvalidInput
 from services.common.serving import RunningServer, start_server
+from tests.fakes import ADMIN
 
 MAX_CHUNK = 1 << 20
 
@@ -80,4 +81,5 @@ def serve(fake: FakePredictor) -> RunningServer:
         service_name="ace.v1.Predictor",
         register=lambda server: predictor_pb2_grpc.add_PredictorServicer_to_server(fake, server),
         serving=True,
+        admin=ADMIN,
     )

@@ -31,6 +31,7 @@ from services.predictor import server as pr_server
 from services.predictor.config import PredictorConfig
 from services.trainer import server as tr_server
 from services.trainer.config import TrainerConfig
+from tests.fakes import ADMIN, ADMIN_CALL
 
 HISTORY = synthetic.random_history(5, 3, 2 * 3600.0)  # 3 backends, 2 h every 10 s: 2160 points
 
@@ -56,7 +57,7 @@ class Setup:
 def setup(tmp_path: Path) -> Iterator[Setup]:
     feature_store = fs_server.start(FeatureStoreConfig(host="127.0.0.1", port=0, history_dir=tmp_path / "history"))
     dirs = [tmp_path / "models-0", tmp_path / "models-1"]
-    predictors = [pr_server.start(PredictorConfig(host="127.0.0.1", port=0, model_dir=d)) for d in dirs]
+    predictors = [pr_server.start(PredictorConfig(host="127.0.0.1", port=0, admin=ADMIN, model_dir=d)) for d in dirs]
     with grpc.insecure_channel(addr(feature_store)) as channel:
         stub = feature_store_pb2_grpc.FeatureStoreStub(channel)
         response = stub.Ingest(feature_store_pb2.IngestRequest(points=[to_message(p) for p in HISTORY.points]))
@@ -72,7 +73,7 @@ def train(trainer_config: TrainerConfig, source: trainer_pb2.FeatureStoreSource)
     try:
         with grpc.insecure_channel(addr(running)) as channel:
             request = trainer_pb2.TrainRequest(feature_store=source, publish=True, n_estimators=5)
-            return list(trainer_pb2_grpc.TrainerStub(channel).Train(request, timeout=120))
+            return list(trainer_pb2_grpc.TrainerStub(channel).Train(request, timeout=120, metadata=ADMIN_CALL))
     finally:
         running.stop(0)
 
@@ -94,6 +95,7 @@ def trainer_config(setup: Setup, publish_addrs: str = "") -> TrainerConfig:
         predictor_addr=addr(setup.predictors[0]),
         predictor_publish_addrs=publish_addrs,
         feature_store_addr=addr(setup.feature_store),
+        admin=ADMIN,
     )
 
 
@@ -109,7 +111,9 @@ def test_trains_on_the_recorded_history_and_every_replica_serves_the_version(set
 
     # A replica restarted on its volume serves the same version at once.
     setup.predictors[1].stop(0)
-    setup.predictors[1] = pr_server.start(PredictorConfig(host="127.0.0.1", port=0, model_dir=setup.model_dirs[1]))
+    setup.predictors[1] = pr_server.start(
+        PredictorConfig(host="127.0.0.1", port=0, admin=ADMIN, model_dir=setup.model_dirs[1])
+    )
     assert active_version(addr(setup.predictors[1])) == result.version
 
 
@@ -132,7 +136,7 @@ def test_a_replica_that_is_down_is_reported_and_the_others_still_get_the_version
 def test_a_feature_store_without_history_is_a_failed_precondition(tmp_path: Path):
     feature_store = fs_server.start(FeatureStoreConfig(host="127.0.0.1", port=0))
     try:
-        config = TrainerConfig(host="127.0.0.1", port=0, feature_store_addr=addr(feature_store))
+        config = TrainerConfig(host="127.0.0.1", port=0, admin=ADMIN, feature_store_addr=addr(feature_store))
         with pytest.raises(grpc.RpcError) as err:
             train(config, trainer_pb2.FeatureStoreSource())
     finally:
@@ -142,7 +146,7 @@ def test_a_feature_store_without_history_is_a_failed_precondition(tmp_path: Path
 
 
 def test_an_unreachable_feature_store_is_unavailable():
-    config = TrainerConfig(host="127.0.0.1", port=0, feature_store_addr=f"127.0.0.1:{_free_port()}")
+    config = TrainerConfig(host="127.0.0.1", port=0, admin=ADMIN, feature_store_addr=f"127.0.0.1:{_free_port()}")
     with pytest.raises(grpc.RpcError) as err:
         train(config, trainer_pb2.FeatureStoreSource())
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -151,7 +155,7 @@ def test_an_unreachable_feature_store_is_unavailable():
 
 def test_a_negative_duration_is_invalid_and_named():
     with pytest.raises(grpc.RpcError) as err:
-        train(TrainerConfig(host="127.0.0.1", port=0), trainer_pb2.FeatureStoreSource(duration_s=-1))
+        train(TrainerConfig(host="127.0.0.1", port=0, admin=ADMIN), trainer_pb2.FeatureStoreSource(duration_s=-1))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("feature_store.duration_s:")
 

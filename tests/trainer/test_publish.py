@@ -10,6 +10,7 @@ from ace.v1 import predictor_pb2_grpc
 from services.trainer import publish
 from services.trainer.job import PublishOutcome
 from services.trainer.train import TrainedModel
+from tests.fakes import ADMIN_CALL
 
 
 def test_requests_send_the_metadata_then_chunks_of_at_most_chunk_size(default_model: TrainedModel):
@@ -37,7 +38,12 @@ def test_publish_streams_the_exact_bytes(fake_predictor, default_model: TrainedM
     fake, port = fake_predictor
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         outcome = publish.publish(
-            channel, publish.metadata_of(default_model), default_model.onnx_bytes, chunk_size=100_000, timeout_s=10
+            channel,
+            publish.metadata_of(default_model),
+            default_model.onnx_bytes,
+            chunk_size=100_000,
+            timeout_s=10,
+            call_metadata=ADMIN_CALL,
         )
     assert outcome == PublishOutcome(published=True)
     (got,) = fake.received
@@ -53,7 +59,7 @@ def test_a_refused_model_is_an_outcome_not_an_exception(fake_predictor, default_
     metadata.sha256 = "0" * 64
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = predictor_pb2_grpc.PredictorStub(channel)
-        outcome = publish.publish(stub, metadata, default_model.onnx_bytes, timeout_s=10)
+        outcome = publish.publish(stub, metadata, default_model.onnx_bytes, timeout_s=10, call_metadata=ADMIN_CALL)
     assert not outcome.published
     assert outcome.error.startswith("INVALID_ARGUMENT: sha256")
     assert fake.received == []
@@ -72,3 +78,12 @@ def test_an_unreachable_predictor_is_an_outcome(default_model: TrainedModel):
 def test_chunk_size_above_the_contract_is_refused(default_model: TrainedModel):
     with grpc.insecure_channel("127.0.0.1:1") as channel, pytest.raises(ValueError, match="chunk_size"):
         publish.publish(channel, publish.metadata_of(default_model), b"", chunk_size=(1 << 20) + 1)
+
+
+def test_a_publish_without_the_admin_token_is_refused(fake_predictor, default_model: TrainedModel):
+    fake, port = fake_predictor
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        outcome = publish.publish(channel, publish.metadata_of(default_model), default_model.onnx_bytes, timeout_s=10)
+    assert not outcome.published
+    assert outcome.error.startswith("UNAUTHENTICATED")
+    assert fake.received == []

@@ -21,6 +21,7 @@ from services.common.telemetry import Point, write_csv
 from services.trainer import job
 from services.trainer.config import TrainerConfig
 from services.trainer.server import start
+from tests.fakes import OPEN_ADMIN
 
 SMALL = trainer_pb2.SyntheticSource(seed=3, backends=3, duration_s=5400.0)
 
@@ -45,7 +46,7 @@ class _Trainer:
 @pytest.fixture
 def trainer(fake_predictor) -> Iterator[_Trainer]:
     _, port = fake_predictor
-    t = _Trainer(start(TrainerConfig(host="127.0.0.1", port=0, predictor_addr=f"127.0.0.1:{port}")))
+    t = _Trainer(start(TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN, predictor_addr=f"127.0.0.1:{port}")))
     yield t
     t.close()
 
@@ -107,7 +108,7 @@ def test_status_after_a_run(trainer):
 
 def test_unreachable_predictor_gives_an_unpublished_result(fake_predictor):
     address = f"127.0.0.1:{_free_port()}"
-    t = _Trainer(start(TrainerConfig(host="127.0.0.1", port=0, predictor_addr=address)))
+    t = _Trainer(start(TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN, predictor_addr=address)))
     try:
         request = trainer_pb2.TrainRequest(synthetic=SMALL, publish=True, n_estimators=5)
         steps = list(t.stub.Train(request, timeout=60))
@@ -131,7 +132,10 @@ def test_a_second_train_while_one_runs_is_a_failed_precondition(fake_predictor):
         return job.load_history(source)
 
     t = _Trainer(
-        start(TrainerConfig(host="127.0.0.1", port=0, predictor_addr=f"127.0.0.1:{port}"), load_history=gated_history)
+        start(
+            TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN, predictor_addr=f"127.0.0.1:{port}"),
+            load_history=gated_history,
+        )
     )
     try:
         first = t.stub.Train(trainer_pb2.TrainRequest(synthetic=SMALL, n_estimators=5), timeout=60)

@@ -1,0 +1,33 @@
+"""A tiny run of `make soak`: the real services as processes, a few seconds
+of load; every well-formed call succeeds and the table is printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tools import soak
+
+
+def test_a_short_soak_has_no_failed_call(tmp_path: Path):
+    lines: list[str] = []
+    args = soak.parser().parse_args(
+        [
+            "--duration-s",
+            "2",
+            "--warmup-s",
+            "1",
+            "--workers",
+            "1",
+            "--backends",
+            "8",
+            "--run-dir",
+            str(tmp_path / "soak"),
+        ]
+    )
+    assert soak.run(args, echo=lines.append) == 0, "\n".join(lines)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ")}
+    for rpc in soak.RPCS:
+        cells = [c.strip() for c in rows[rpc].strip("|").split("|")]
+        assert int(cells[1]) > 0 and cells[2] == "0", rows[rpc]
+    for service in ("feature_store", "predictor", "router", "trainer"):
+        assert service in rows
