@@ -376,13 +376,13 @@ def _eligible(c: Candidate) -> bool:
 
 
 class EvenSpreadBreakerRouter(BreakerRouter):
-    """A proposal, not what the router serves: what policy.choose's docstring
-    and the README say it does. ACE's model, breakers and rotation, but the
-    turn of a backend that may not take it goes to the eligible backends in
-    turn (a second counter), so a drained backend's share spreads evenly;
-    choose() gives it all to the next eligible backend in the rotation,
-    doubling that one's load. With none eligible, the turn goes round all of
-    them instead of every request to the single lowest forecast."""
+    """The rule policy.choose now follows, written independently as a
+    cross-check: the turn of a backend that may not take it goes to the
+    eligible backends in turn (a separate counter), so a drained backend's
+    share spreads evenly; with none eligible, the turn goes round all of
+    them. (choose used to hand it to the next eligible backend, doubling that
+    one's load, and to send everything to the lowest forecast when all were
+    open; this row showed the cost.)"""
 
     def __init__(self, name: str, n: int, settings: Settings, model: LoadedModel | None) -> None:
         super().__init__(name, n, settings, model)

@@ -139,9 +139,12 @@ def _fallback_rank(c: Candidate) -> tuple[int, float]:
 def choose(candidates: Sequence[Candidate], turn: int, settings: Settings) -> Choice:
     """Round robin over the candidates, skipping backends whose breaker is
     open. `turn` is the caller's rotation counter. The rotation decides whose
-    turn it is; the breakers decide whether that backend may take it, and if
-    not, the next eligible backend in the rotation does, so a drained
-    backend's share spreads evenly instead of piling onto one."""
+    turn it is; the breakers decide whether that backend may take it. If not,
+    the turn goes to one of the eligible backends, chosen by how many full
+    rotations have passed, so successive turns of a drained backend go to
+    each eligible backend in order: its share spreads evenly. (Handing it to
+    the next backend in the rotation doubled that one's load, opened its
+    breaker too, and cascaded; the foresight benchmark showed it.)"""
     if not candidates:
         raise ValueError("choose needs at least one candidate")
     n = len(candidates)
@@ -152,18 +155,22 @@ def choose(candidates: Sequence[Candidate], turn: int, settings: Settings) -> Ch
     if _eligible(primary):  # the common case, without the loop's bookkeeping
         chosen = primary
     else:
-        for step in range(n):
-            c = candidates[(start + step) % n]
-            if _eligible(c):
-                chosen = c
-                break
-            skipped.append(c.backend_id)
+        eligible = [c for c in candidates if _eligible(c)]
+        if eligible:
+            chosen = eligible[(turn // n) % len(eligible)]
+            skipped.append(primary.backend_id)
+        else:
+            skipped.extend(c.backend_id for c in candidates)
     if chosen is None:
-        chosen = min(candidates, key=lambda c: c.risk_ms if c.risk_ms is not None else float("inf"))
+        # Every request to the single least risky backend would overload it
+        # and move the whole load to the next one an interval later (the
+        # foresight benchmark measured it); the plain rotation spreads it.
+        chosen = primary
         action = Action.LAST_RESORT
         reason = (
-            f"every candidate's breaker is open; {chosen.backend_id} has the lowest {_risk_word(chosen)} "
-            f"({_ms(chosen.risk_ms)} against {settings.threshold_ms:.0f} ms)"
+            f"every candidate's breaker is open: round robin over all of them, {chosen.backend_id} "
+            f"({_risk_word(chosen)} {_ms(chosen.risk_ms)} against {settings.threshold_ms:.0f} ms); "
+            "fallbacks list the least risky first"
         )
     elif chosen.cold:
         action = Action.ROUND_ROBIN

@@ -67,9 +67,18 @@ class TestChoose:
         rerouted = [p for p in picks if p.action is Action.REROUTE]
         assert len(rerouted) == 2
         assert all("c breaker OPEN" in p.reason for p in rerouted)
-        assert [p.backend_id for p in rerouted] == ["a", "a"]
+        # c's turns go to a, then b: its share spreads evenly.
+        assert [p.backend_id for p in rerouted] == ["a", "b"]
         assert [p.skipped for p in rerouted] == [("c",), ("c",)]
         assert all(p.skipped == () for p in picks if p.action is Action.PRIMARY)
+
+    def test_a_drained_share_spreads_evenly_over_many_turns(self):
+        cands = [warm("a", 100), warm("b", 120), warm("c", 420, State.OPEN), warm("d", 110)]
+        counts: dict[str, int] = {}
+        for turn in range(1200):
+            pick = choose(cands, turn, S).backend_id
+            counts[pick] = counts.get(pick, 0) + 1
+        assert counts == {"a": 400, "b": 400, "d": 400}
 
     def test_half_open_takes_every_other_turn(self):
         due = choose([warm("a", 100), warm("b", 200, State.HALF_OPEN, probe_due=True)], 1, S)
@@ -77,12 +86,14 @@ class TestChoose:
         assert (due.backend_id, due.action) == ("b", Action.PRIMARY)
         assert (skipped.backend_id, skipped.action) == ("a", Action.REROUTE)
 
-    def test_all_open_picks_the_least_risky(self):
+    def test_all_open_rotates_over_all_and_lists_the_least_risky_first(self):
         cands = [warm("a", 500, State.OPEN), warm("b", 350, State.OPEN), warm("c", 900, State.OPEN)]
-        pick = choose(cands, 0, S)
-        assert (pick.backend_id, pick.action) == ("b", Action.LAST_RESORT)
-        assert pick.skipped == ("a", "c")
-        assert pick.fallbacks == ("a", "c")
+        picks = [choose(cands, turn, S) for turn in range(3)]
+        assert [p.backend_id for p in picks] == ["a", "b", "c"]
+        assert {p.action for p in picks} == {Action.LAST_RESORT}
+        assert picks[0].fallbacks == ("b", "c")
+        assert picks[2].fallbacks == ("b", "a")
+        assert picks[0].skipped == ("b", "c")
 
     def test_fallbacks_put_healthy_first_and_open_last(self):
         cands = [warm("a", 100), warm("b", 600, State.OPEN), cold("c"), warm("d", 90), warm("e", 200, State.HALF_OPEN)]
