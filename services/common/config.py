@@ -8,7 +8,7 @@ import argparse
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -94,6 +94,15 @@ def check_shared(args: argparse.Namespace) -> None:
     require(args.log_format in LOG_FORMATS, f"--log-format must be console or json, got {args.log_format!r}")
     args.log_level = args.log_level.lower()
     require(args.log_level in LOG_LEVELS, f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}")
+
+
+SHARED_FIELDS = ("host", "port", "grace_s", "log_format", "log_level")
+
+
+def shared(args: argparse.Namespace) -> dict[str, Any]:
+    """The options service_parser adds, as keyword arguments for a service's
+    config dataclass (each declares these five fields)."""
+    return {name: getattr(args, name) for name in SHARED_FIELDS}
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, build: Callable[[argparse.Namespace], T]) -> T:

@@ -129,11 +129,7 @@ def build(args: argparse.Namespace) -> FeatureStoreConfig:
         f"--history-max-age-s must be > 0, got {args.history_max_age_s}",
     )
     return FeatureStoreConfig(
-        host=args.host,
-        port=args.port,
-        grace_s=args.grace_s,
-        log_format=args.log_format,
-        log_level=args.log_level,
+        **config.shared(args),
         window_s=args.window_s,
         window_max_points=args.window_max_points,
         max_backends=args.max_backends,

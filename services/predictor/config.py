@@ -46,11 +46,7 @@ def parser() -> argparse.ArgumentParser:
 def build(args: argparse.Namespace) -> PredictorConfig:
     config.require(args.max_model_bytes > 0, f"--max-model-bytes: must be > 0, got {args.max_model_bytes}")
     return PredictorConfig(
-        host=args.host,
-        port=args.port,
-        grace_s=args.grace_s,
-        log_format=args.log_format,
-        log_level=args.log_level,
+        **config.shared(args),
         model_dir=args.model_dir,
         max_model_bytes=args.max_model_bytes,
         admin=admin.from_args(args),

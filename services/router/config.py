@@ -108,11 +108,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
     require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
     require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
     return RouterConfig(
-        host=args.host,
-        port=args.port,
-        grace_s=args.grace_s,
-        log_format=args.log_format,
-        log_level=args.log_level,
+        **config.shared(args),
         feature_store_addr=args.feature_store_addr,
         predictor_addr=args.predictor_addr,
         policy=Settings(

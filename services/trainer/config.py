@@ -115,11 +115,7 @@ def build(args: argparse.Namespace) -> TrainerConfig:
     require(args.window_max_points >= 1, f"--window-max-points: must be >= 1, got {args.window_max_points}")
     _positive("--publish-timeout-s", args.publish_timeout_s)
     return TrainerConfig(
-        host=args.host,
-        port=args.port,
-        grace_s=args.grace_s,
-        log_format=args.log_format,
-        log_level=args.log_level,
+        **config.shared(args),
         predictor_addr=args.predictor_addr,
         predictor_publish_addrs=args.predictor_publish_addrs,
         feature_store_addr=args.feature_store_addr,
