@@ -1,0 +1,152 @@
+import math
+
+import pytest
+
+from services.router.outcomes import DecisionLog, Status
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def log(clock: Clock | None = None, **kwargs) -> DecisionLog:
+    return DecisionLog(clock=clock or Clock(), instance="r1", **kwargs)
+
+
+def test_records_a_decision_and_joins_its_outcomes():
+    d = log()
+    decision_id = d.record("gpu-a", 120.0, "v3")
+    assert decision_id == "r1-1"
+    assert d.report_latency(decision_id, 95.0).status is Status.ACCEPTED
+    assert d.report_quality(decision_id, 0.8).status is Status.ACCEPTED
+    got = d.get(decision_id)
+    assert got is not None
+    assert (got.backend_id, got.decided_at, got.forecast_ms, got.model_version) == ("gpu-a", 1000.0, 120.0, "v3")
+    assert (got.latency_ms, got.quality) == (95.0, 0.8)
+
+
+def test_quality_may_come_before_latency():
+    d = log()
+    decision_id = d.record("gpu-a", None, "")
+    assert d.report_quality(decision_id, 0.5).status is Status.ACCEPTED
+    assert d.report_latency(decision_id, 80.0).status is Status.ACCEPTED
+
+
+def test_the_same_value_again_is_a_duplicate_a_different_one_is_rejected():
+    d = log()
+    decision_id = d.record("gpu-a", 120.0, "v3")
+    d.report_latency(decision_id, 95.0)
+    again = d.report_latency(decision_id, 95.0)
+    assert again.status is Status.DUPLICATE
+    other = d.report_latency(decision_id, 96.0)
+    assert other.status is Status.REJECTED
+    assert "already has 95.0" in other.reason
+    got = d.get(decision_id)
+    assert got is not None and got.latency_ms == 95.0
+    assert d.stats()["gpu-a"].outcomes == 1  # the duplicate was not counted twice
+
+
+@pytest.mark.parametrize(
+    ("decision_id", "why"),
+    [
+        ("r1-99", "never issued"),
+        ("r2-1", "another router instance"),
+        ("nonsense", "not an id this router issues"),
+        ("r1-x", "not an id this router issues"),
+        ("", "not an id this router issues"),
+    ],
+)
+def test_unknown_ids_are_rejected_with_a_reason(decision_id, why):
+    d = log()
+    d.record("gpu-a", 120.0, "v3")
+    receipt = d.report_latency(decision_id, 95.0)
+    assert receipt.status is Status.REJECTED
+    assert why in receipt.reason
+
+
+def test_decisions_expire_by_age():
+    clock = Clock()
+    d = log(clock, max_age_s=60)
+    old = d.record("gpu-a", 120.0, "v3")
+    clock.now += 30
+    young = d.record("gpu-b", 120.0, "v3")
+    clock.now += 31
+    receipt = d.report_latency(old, 95.0)
+    assert receipt.status is Status.REJECTED and "expired" in receipt.reason
+    assert d.report_latency(young, 95.0).status is Status.ACCEPTED
+    assert len(d) == 1
+
+
+def test_decisions_are_bounded_by_count_oldest_first():
+    d = log(max_decisions=2)
+    ids = [d.record("gpu-a", None, "") for _ in range(3)]
+    assert d.report_latency(ids[0], 1.0).status is Status.REJECTED
+    assert [d.report_latency(i, 1.0).status for i in ids[1:]] == [Status.ACCEPTED, Status.ACCEPTED]
+    assert len(d) == 2
+
+
+@pytest.mark.parametrize("latency", [-1.0, math.nan, math.inf])
+def test_a_latency_out_of_range_is_rejected(latency):
+    d = log()
+    decision_id = d.record("gpu-a", None, "")
+    receipt = d.report_latency(decision_id, latency)
+    assert receipt.status is Status.REJECTED and "latency_ms" in receipt.reason
+    # The decision still takes a valid report afterwards.
+    assert d.report_latency(decision_id, 1.0).status is Status.ACCEPTED
+
+
+@pytest.mark.parametrize("quality", [-0.1, 1.1, math.nan])
+def test_a_quality_out_of_range_is_rejected(quality):
+    d = log()
+    receipt = d.report_quality(d.record("gpu-a", None, ""), quality)
+    assert receipt.status is Status.REJECTED and "quality" in receipt.reason
+
+
+def test_realised_latency_per_backend():
+    clock = Clock()
+    d = log(clock, threshold_ms=300)
+    latencies = [float(v) for v in range(10, 210, 10)] + [400.0]  # 21 outcomes
+    ids = []
+    for _ in latencies:
+        ids.append(d.record("gpu-a", None, ""))
+        clock.now += 1
+    for decision_id, latency in reversed(list(zip(ids, latencies, strict=True))):  # out of order
+        d.report_latency(decision_id, latency)
+    d.report_latency(d.record("gpu-b", None, ""), 50.0)
+    stats = d.stats()
+    a = stats["gpu-a"]
+    assert (a.outcomes, a.max_ms, a.breaches) == (21, 400.0, 1)
+    assert a.mean_ms == pytest.approx((sum(range(10, 210, 10)) + 400) / 21)
+    assert a.p95_ms == 200.0  # the 20th of 21 sorted values
+    assert stats["gpu-b"].outcomes == 1
+
+
+def test_realised_near_finds_the_closest_outcome_in_time():
+    clock = Clock(0.0)
+    d = log(clock)
+    for t, latency in [(10.0, 100.0), (20.0, 200.0), (40.0, 400.0)]:
+        clock.now = t
+        decision_id = d.record("gpu-a", None, "")
+        d.report_latency(decision_id, latency)
+    assert d.realised_near("gpu-a", 24.0, 5.0) == 200.0
+    assert d.realised_near("gpu-a", 36.0, 5.0) == 400.0
+    assert d.realised_near("gpu-a", 30.0, 5.0) is None  # nothing within 5 s
+    assert d.realised_near("gpu-b", 20.0, 5.0) is None
+
+
+def test_outcomes_kept_per_backend_are_bounded():
+    d = log(outcomes_per_backend=3)
+    for latency in (1.0, 2.0, 3.0, 4.0):
+        d.report_latency(d.record("gpu-a", None, ""), latency)
+    assert d.stats()["gpu-a"].outcomes == 3
+    assert d.stats()["gpu-a"].max_ms == 4.0
+
+
+def test_each_start_issues_ids_of_its_own():
+    assert DecisionLog().instance != DecisionLog().instance
+    with pytest.raises(ValueError, match="instance"):
+        DecisionLog(instance="a-b")
