@@ -66,6 +66,13 @@ class FakePredictor(predictor_pb2_grpc.PredictorServicer):
         if self.down:
             context.abort(grpc.StatusCode.UNAVAILABLE, "predictor down for the test")
         index = FEATURE_NAMES.index("latency_ms")
+        if request.HasField("matrix"):
+            m = request.matrix
+            k = len(m.values) // max(len(m.backend_ids), 1)
+            return predictor_pb2.PredictResponse(
+                model_version=self.version,
+                predicted_latency_ms=[self.forecast(b, m.values[i * k + index]) for i, b in enumerate(m.backend_ids)],
+            )
         return predictor_pb2.PredictResponse(
             model_version=self.version,
             predictions=[

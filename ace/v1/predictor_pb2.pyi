@@ -11,18 +11,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictRequest(_message.Message):
-    __slots__ = ("vectors",)
+    __slots__ = ("vectors", "matrix")
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    MATRIX_FIELD_NUMBER: _ClassVar[int]
     vectors: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.FeatureVector]
-    def __init__(self, vectors: _Optional[_Iterable[_Union[_telemetry_pb2.FeatureVector, _Mapping]]] = ...) -> None: ...
+    matrix: FeatureMatrix
+    def __init__(self, vectors: _Optional[_Iterable[_Union[_telemetry_pb2.FeatureVector, _Mapping]]] = ..., matrix: _Optional[_Union[FeatureMatrix, _Mapping]] = ...) -> None: ...
+
+class FeatureMatrix(_message.Message):
+    __slots__ = ("backend_ids", "schema_version", "values")
+    BACKEND_IDS_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    backend_ids: _containers.RepeatedScalarFieldContainer[str]
+    schema_version: str
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, backend_ids: _Optional[_Iterable[str]] = ..., schema_version: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("model_version", "predictions")
+    __slots__ = ("model_version", "predictions", "predicted_latency_ms")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
-    def __init__(self, model_version: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
+    predicted_latency_ms: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, model_version: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., predicted_latency_ms: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("backend_id", "predicted_latency_ms")

@@ -83,11 +83,13 @@ class PredictorServicer:
     """
 
     def Predict(self, request, context):
-        """Predicts, per feature vector, the worst latency of the model's horizon.
-        FAILED_PRECONDITION when no model is active or when a vector's
-        schema_version differs from the active model's; INVALID_ARGUMENT when a
-        vector has the wrong number of values or a non-finite one. An empty
-        request is valid and answers no predictions.
+        """Predicts, per feature vector (or per row of a feature matrix), the worst
+        latency of the model's horizon. FAILED_PRECONDITION when no model is
+        active or when a vector's or the matrix's schema_version differs from the
+        active model's; INVALID_ARGUMENT, naming the field, when a vector or the
+        matrix has the wrong number of values or a non-finite one, or when a
+        request carries both forms. An empty request is valid and answers no
+        predictions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -25,39 +25,43 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61\x63\x65/v1/router.proto\x12\x06\x61\x63\x65.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\rDecideRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ncandidates\x18\x02 \x03(\t\"\xb9\x02\n\x08\x44\x65\x63ision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nbackend_id\x18\x02 \x01(\t\x12\x1e\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x0e.ace.v1.Action\x12\x1c\n\x14predicted_latency_ms\x18\x04 \x01(\x01\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x11\n\tfallbacks\x18\x07 \x03(\t\x12$\n\x05\x62\x61sis\x18\x08 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12+\n\rbreaker_state\x18\t \x01(\x0e\x32\x14.ace.v1.BreakerState\x12)\n\x05\x61s_of\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07skipped\x18\x0b \x03(\t\"\x18\n\x16GetRoutingTableRequest\"\x1a\n\x18WatchRoutingTableRequest\"\xe0\x01\n\x0cRoutingTable\x12&\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x14.ace.v1.BackendRoute\x12\x0f\n\x07partial\x18\x02 \x01(\x08\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cthreshold_ms\x18\x04 \x01(\x01\x12\x11\n\thorizon_s\x18\x05 \x01(\x01\x12\x1b\n\x13predictor_available\x18\x06 \x01(\x08\x12\x1f\n\x17\x66\x65\x61ture_store_connected\x18\x07 \x01(\x08\x12\x19\n\x11\x63old_start_points\x18\x08 \x01(\r\"\xce\x02\n\x0c\x42\x61\x63kendRoute\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.ace.v1.BreakerState\x12\x1c\n\x14predicted_latency_ms\x18\x03 \x01(\x01\x12\x1b\n\x13observed_latency_ms\x18\x04 \x01(\x01\x12)\n\x05\x61s_of\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10points_in_window\x18\x06 \x01(\r\x12\x0c\n\x04\x63old\x18\x07 \x01(\x08\x12$\n\x05\x62\x61sis\x18\x08 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12/\n\x0bstate_since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07risk_ms\x18\n \x01(\x01H\x00\x88\x01\x01\x42\n\n\x08_risk_ms\"\x16\n\x14GetRiskReportRequest\"\xb8\x01\n\nRiskReport\x12)\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thorizon_s\x18\x02 \x01(\x01\x12\x14\n\x0cthreshold_ms\x18\x03 \x01(\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12%\n\x08\x62\x61\x63kends\x18\x05 \x03(\x0b\x32\x13.ace.v1.BackendRisk\x12\x18\n\x10\x62\x61\x63kends_at_risk\x18\x06 \x01(\r\"\xf3\x01\n\x0b\x42\x61\x63kendRisk\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x1c\n\x14predicted_latency_ms\x18\x02 \x01(\x01\x12\x1b\n\x13observed_latency_ms\x18\x03 \x01(\x01\x12\x10\n\x08\x62reaches\x18\x04 \x01(\x08\x12\x13\n\x0bheadroom_ms\x18\x05 \x01(\x01\x12#\n\x05state\x18\x06 \x01(\x0e\x32\x14.ace.v1.BreakerState\x12$\n\x05\x62\x61sis\x18\x07 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12#\n\x07\x64rivers\x18\x08 \x03(\x0b\x32\x12.ace.v1.RiskDriver\"M\n\nRiskDriver\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07z_score\x18\x03 \x01(\x01\x12\x0e\n\x06weight\x18\x04 \x01(\x01*\\\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0b\n\x07PRIMARY\x10\x01\x12\x0b\n\x07REROUTE\x10\x02\x12\x0f\n\x0bROUND_ROBIN\x10\x03\x12\x0f\n\x0bLAST_RESORT\x10\x04*R\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x43LOSED\x10\x01\x12\x08\n\x04OPEN\x10\x02\x12\r\n\tHALF_OPEN\x10\x03*u\n\rDecisionBasis\x12\x1e\n\x1a\x44\x45\x43ISION_BASIS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46ORECAST\x10\x01\x12\x14\n\x10OBSERVED_LATENCY\x10\x02\x12\x0e\n\nCOLD_START\x10\x03\x12\x10\n\x0cNO_TELEMETRY\x10\x04\x32\x96\x02\n\x06Router\x12\x31\n\x06\x44\x65\x63ide\x12\x15.ace.v1.DecideRequest\x1a\x10.ace.v1.Decision\x12G\n\x0fGetRoutingTable\x12\x1e.ace.v1.GetRoutingTableRequest\x1a\x14.ace.v1.RoutingTable\x12M\n\x11WatchRoutingTable\x12 .ace.v1.WatchRoutingTableRequest\x1a\x14.ace.v1.RoutingTable0\x01\x12\x41\n\rGetRiskReport\x12\x1c.ace.v1.GetRiskReportRequest\x1a\x12.ace.v1.RiskReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61\x63\x65/v1/router.proto\x12\x06\x61\x63\x65.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x01\n\rDecideRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ncandidates\x18\x02 \x03(\t\x12\x36\n\tin_flight\x18\x03 \x03(\x0b\x32#.ace.v1.DecideRequest.InFlightEntry\x1a/\n\rInFlightEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xb9\x02\n\x08\x44\x65\x63ision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nbackend_id\x18\x02 \x01(\t\x12\x1e\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x0e.ace.v1.Action\x12\x1c\n\x14predicted_latency_ms\x18\x04 \x01(\x01\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x11\n\tfallbacks\x18\x07 \x03(\t\x12$\n\x05\x62\x61sis\x18\x08 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12+\n\rbreaker_state\x18\t \x01(\x0e\x32\x14.ace.v1.BreakerState\x12)\n\x05\x61s_of\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07skipped\x18\x0b \x03(\t\"\x18\n\x16GetRoutingTableRequest\"\x1a\n\x18WatchRoutingTableRequest\"\xf6\x01\n\x0cRoutingTable\x12&\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x14.ace.v1.BackendRoute\x12\x0f\n\x07partial\x18\x02 \x01(\x08\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cthreshold_ms\x18\x04 \x01(\x01\x12\x11\n\thorizon_s\x18\x05 \x01(\x01\x12\x1b\n\x13predictor_available\x18\x06 \x01(\x08\x12\x1f\n\x17\x66\x65\x61ture_store_connected\x18\x07 \x01(\x08\x12\x19\n\x11\x63old_start_points\x18\x08 \x01(\r\x12\x14\n\x0copen_penalty\x18\t \x01(\x01\"\xce\x02\n\x0c\x42\x61\x63kendRoute\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.ace.v1.BreakerState\x12\x1c\n\x14predicted_latency_ms\x18\x03 \x01(\x01\x12\x1b\n\x13observed_latency_ms\x18\x04 \x01(\x01\x12)\n\x05\x61s_of\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10points_in_window\x18\x06 \x01(\r\x12\x0c\n\x04\x63old\x18\x07 \x01(\x08\x12$\n\x05\x62\x61sis\x18\x08 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12/\n\x0bstate_since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07risk_ms\x18\n \x01(\x01H\x00\x88\x01\x01\x42\n\n\x08_risk_ms\"\x16\n\x14GetRiskReportRequest\"\xb8\x01\n\nRiskReport\x12)\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thorizon_s\x18\x02 \x01(\x01\x12\x14\n\x0cthreshold_ms\x18\x03 \x01(\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12%\n\x08\x62\x61\x63kends\x18\x05 \x03(\x0b\x32\x13.ace.v1.BackendRisk\x12\x18\n\x10\x62\x61\x63kends_at_risk\x18\x06 \x01(\r\"\xf3\x01\n\x0b\x42\x61\x63kendRisk\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x1c\n\x14predicted_latency_ms\x18\x02 \x01(\x01\x12\x1b\n\x13observed_latency_ms\x18\x03 \x01(\x01\x12\x10\n\x08\x62reaches\x18\x04 \x01(\x08\x12\x13\n\x0bheadroom_ms\x18\x05 \x01(\x01\x12#\n\x05state\x18\x06 \x01(\x0e\x32\x14.ace.v1.BreakerState\x12$\n\x05\x62\x61sis\x18\x07 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12#\n\x07\x64rivers\x18\x08 \x03(\x0b\x32\x12.ace.v1.RiskDriver\"M\n\nRiskDriver\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07z_score\x18\x03 \x01(\x01\x12\x0e\n\x06weight\x18\x04 \x01(\x01*\\\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0b\n\x07PRIMARY\x10\x01\x12\x0b\n\x07REROUTE\x10\x02\x12\x0f\n\x0bROUND_ROBIN\x10\x03\x12\x0f\n\x0bLAST_RESORT\x10\x04*R\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x43LOSED\x10\x01\x12\x08\n\x04OPEN\x10\x02\x12\r\n\tHALF_OPEN\x10\x03*u\n\rDecisionBasis\x12\x1e\n\x1a\x44\x45\x43ISION_BASIS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46ORECAST\x10\x01\x12\x14\n\x10OBSERVED_LATENCY\x10\x02\x12\x0e\n\nCOLD_START\x10\x03\x12\x10\n\x0cNO_TELEMETRY\x10\x04\x32\x96\x02\n\x06Router\x12\x31\n\x06\x44\x65\x63ide\x12\x15.ace.v1.DecideRequest\x1a\x10.ace.v1.Decision\x12G\n\x0fGetRoutingTable\x12\x1e.ace.v1.GetRoutingTableRequest\x1a\x14.ace.v1.RoutingTable\x12M\n\x11WatchRoutingTable\x12 .ace.v1.WatchRoutingTableRequest\x1a\x14.ace.v1.RoutingTable0\x01\x12\x41\n\rGetRiskReport\x12\x1c.ace.v1.GetRiskReportRequest\x1a\x12.ace.v1.RiskReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ace.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTION']._serialized_start=1591
-  _globals['_ACTION']._serialized_end=1683
-  _globals['_BREAKERSTATE']._serialized_start=1685
-  _globals['_BREAKERSTATE']._serialized_end=1767
-  _globals['_DECISIONBASIS']._serialized_start=1769
-  _globals['_DECISIONBASIS']._serialized_end=1886
-  _globals['_DECIDEREQUEST']._serialized_start=64
-  _globals['_DECIDEREQUEST']._serialized_end=119
-  _globals['_DECISION']._serialized_start=122
-  _globals['_DECISION']._serialized_end=435
-  _globals['_GETROUTINGTABLEREQUEST']._serialized_start=437
-  _globals['_GETROUTINGTABLEREQUEST']._serialized_end=461
-  _globals['_WATCHROUTINGTABLEREQUEST']._serialized_start=463
-  _globals['_WATCHROUTINGTABLEREQUEST']._serialized_end=489
-  _globals['_ROUTINGTABLE']._serialized_start=492
-  _globals['_ROUTINGTABLE']._serialized_end=716
-  _globals['_BACKENDROUTE']._serialized_start=719
-  _globals['_BACKENDROUTE']._serialized_end=1053
-  _globals['_GETRISKREPORTREQUEST']._serialized_start=1055
-  _globals['_GETRISKREPORTREQUEST']._serialized_end=1077
-  _globals['_RISKREPORT']._serialized_start=1080
-  _globals['_RISKREPORT']._serialized_end=1264
-  _globals['_BACKENDRISK']._serialized_start=1267
-  _globals['_BACKENDRISK']._serialized_end=1510
-  _globals['_RISKDRIVER']._serialized_start=1512
-  _globals['_RISKDRIVER']._serialized_end=1589
-  _globals['_ROUTER']._serialized_start=1889
-  _globals['_ROUTER']._serialized_end=2167
+  _globals['_DECIDEREQUEST_INFLIGHTENTRY']._loaded_options = None
+  _globals['_DECIDEREQUEST_INFLIGHTENTRY']._serialized_options = b'8\001'
+  _globals['_ACTION']._serialized_start=1719
+  _globals['_ACTION']._serialized_end=1811
+  _globals['_BREAKERSTATE']._serialized_start=1813
+  _globals['_BREAKERSTATE']._serialized_end=1895
+  _globals['_DECISIONBASIS']._serialized_start=1897
+  _globals['_DECISIONBASIS']._serialized_end=2014
+  _globals['_DECIDEREQUEST']._serialized_start=65
+  _globals['_DECIDEREQUEST']._serialized_end=225
+  _globals['_DECIDEREQUEST_INFLIGHTENTRY']._serialized_start=178
+  _globals['_DECIDEREQUEST_INFLIGHTENTRY']._serialized_end=225
+  _globals['_DECISION']._serialized_start=228
+  _globals['_DECISION']._serialized_end=541
+  _globals['_GETROUTINGTABLEREQUEST']._serialized_start=543
+  _globals['_GETROUTINGTABLEREQUEST']._serialized_end=567
+  _globals['_WATCHROUTINGTABLEREQUEST']._serialized_start=569
+  _globals['_WATCHROUTINGTABLEREQUEST']._serialized_end=595
+  _globals['_ROUTINGTABLE']._serialized_start=598
+  _globals['_ROUTINGTABLE']._serialized_end=844
+  _globals['_BACKENDROUTE']._serialized_start=847
+  _globals['_BACKENDROUTE']._serialized_end=1181
+  _globals['_GETRISKREPORTREQUEST']._serialized_start=1183
+  _globals['_GETRISKREPORTREQUEST']._serialized_end=1205
+  _globals['_RISKREPORT']._serialized_start=1208
+  _globals['_RISKREPORT']._serialized_end=1392
+  _globals['_BACKENDRISK']._serialized_start=1395
+  _globals['_BACKENDRISK']._serialized_end=1638
+  _globals['_RISKDRIVER']._serialized_start=1640
+  _globals['_RISKDRIVER']._serialized_end=1717
+  _globals['_ROUTER']._serialized_start=2017
+  _globals['_ROUTER']._serialized_end=2295
 # @@protoc_insertion_point(module_scope)

@@ -48,12 +48,21 @@ COLD_START: DecisionBasis
 NO_TELEMETRY: DecisionBasis
 
 class DecideRequest(_message.Message):
-    __slots__ = ("request_id", "candidates")
+    __slots__ = ("request_id", "candidates", "in_flight")
+    class InFlightEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     candidates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
+    in_flight: _containers.ScalarMap[str, int]
+    def __init__(self, request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., in_flight: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("request_id", "backend_id", "action", "predicted_latency_ms", "reason", "model_version", "fallbacks", "basis", "breaker_state", "as_of", "skipped")
@@ -90,7 +99,7 @@ class WatchRoutingTableRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points")
+    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points", "open_penalty")
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +108,7 @@ class RoutingTable(_message.Message):
     PREDICTOR_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     FEATURE_STORE_CONNECTED_FIELD_NUMBER: _ClassVar[int]
     COLD_START_POINTS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_PENALTY_FIELD_NUMBER: _ClassVar[int]
     backends: _containers.RepeatedCompositeFieldContainer[BackendRoute]
     partial: bool
     model_version: str
@@ -107,7 +117,8 @@ class RoutingTable(_message.Message):
     predictor_available: bool
     feature_store_connected: bool
     cold_start_points: int
-    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ...) -> None: ...
+    open_penalty: float
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ..., open_penalty: _Optional[float] = ...) -> None: ...
 
 class BackendRoute(_message.Message):
     __slots__ = ("backend_id", "state", "predicted_latency_ms", "observed_latency_ms", "as_of", "points_in_window", "cold", "basis", "state_since", "risk_ms")

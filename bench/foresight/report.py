@@ -409,7 +409,11 @@ def render(inp: Inputs, plots: list[tuple[str, str]]) -> str:
         f"forecast (once per interval for all backends), `policy.Breaker` and `policy.choose` to route. Settings: "
         f"threshold {s.threshold_ms:.0f} ms, hysteresis {s.hysteresis}, min open {s.min_open_s:.0f} s, recovery "
         f"{s.recovery_s:.0f} s, horizon {s.horizon_s:.0f} s (the documented defaults). The tuned row differs only "
-        f"in its threshold: {inp.tuned.settings.threshold_ms:.0f} ms.",
+        f'in its threshold: {inp.tuned.settings.threshold_ms:.0f} ms. The rows "in-flight given" are ACE when '
+        f"the caller passes its requests in flight per backend (`DecideRequest.in_flight`, `RouterClient.pick`): "
+        f"`choose` then places each request on the least-loaded backend, an open breaker counting "
+        f"{s.open_penalty:.0f} requests more than it has; their tuned row's threshold is "
+        f"{runner.IN_FLIGHT_TUNED_THRESHOLD_MS:.0f} ms.",
         f"- **ACE's model** on held-out tuning telemetry: MAE {m.mae_ms:.0f} ms (persistence "
         f"{m.persistence_mae_ms:.0f} ms), R² {m.r2:.2f}, breach precision / recall {m.breach_precision:.2f} / "
         f"{m.breach_recall:.2f}; {m.train_rows:,} training rows. Nowcast (horizon one interval): MAE "
@@ -433,6 +437,14 @@ def render(inp: Inputs, plots: list[tuple[str, str]]) -> str:
         f"ACE with the tuned threshold ({runner.ACE_TUNED}):",
         "",
         targets_table(inp, runner.ACE_TUNED),
+        "",
+        f"ACE placing by requests in flight, at the documented defaults ({runner.ACE_IN_FLIGHT}):",
+        "",
+        targets_table(inp, runner.ACE_IN_FLIGHT),
+        "",
+        f"ACE placing by requests in flight, with its tuned threshold ({runner.ACE_IN_FLIGHT_TUNED}):",
+        "",
+        targets_table(inp, runner.ACE_IN_FLIGHT_TUNED),
         "",
         FINDINGS,
         "",
@@ -514,33 +526,36 @@ untried backends at 0; 5 s cooldown when more than half of at least 5 requests i
 code keeps the first nine latencies and replaces only the tenth, the documented intent is modelled); the reactive
 latency breaker (ACE's own breaker and choice, run on the observed p95, as the router does when its predictor is
 down); the nowcast (ACE's pipeline with a horizon of one interval: it predicts the next interval's latency);
-ACE; ACE with its threshold tuned on the settings seeds; and two proposals that are not what the router serves,
-both on ACE's model and breakers: the drained share spread evenly over the eligible backends (what `choose` now
-does, written independently as a cross-check; with none eligible, round all of them), and a load-aware choice (fewest outstanding among
-eligible backends; with none eligible, fewest outstanding of all)."""
+ACE (`Decide` without in-flight counts: round robin that skips open breakers, a drained backend's share spread
+evenly over the eligible ones); ACE with its threshold tuned on the settings seeds; and ACE told the requests in
+flight per backend, as a proxy knows them (least-loaded, an open breaker counting extra requests), at the
+defaults and with its own tuned threshold."""
 
-FINDINGS = """What the figures show, and the next steps. The two proposal rows keep ACE's model, forecasts and
-breakers and change only how a request is placed; neither is what the router serves.
+FINDINGS = """What the figures show, and the next steps.
 
-1. **Fixed in this revision: a drained backend's share doubled the next backend's load, and with every breaker
-   open all traffic went to one backend.** `policy.choose` used to give the turn of a backend it may not use to
-   the next eligible backend in the rotation: with 4 backends that one took two shares, overloaded, and its
-   breaker opened too, until every breaker was open; then every request went to the single backend with the
-   lowest forecast, which melted it. The first runs of this benchmark showed it (ACE 83.5% over the SLO, the
-   "even spread" proposal 13.6%). `choose` now spreads a drained backend's turns over the eligible backends in
-   order and, with none eligible, keeps the rotation over all of them. The row "ACE + even spread (proposal)" is
-   the same rule written independently (a separate spill counter) and is kept as a cross-check.
-2. **Round robin leaves queueing to chance.** Least-outstanding and peak-EWMA send each request where the queue is
-   short. "ACE + load-aware choice (proposal)" places each request on the eligible backend with the fewest
-   requests outstanding; the router would need to count outstanding requests per backend to do it.
-3. **A per-backend forecast cannot tell a failing backend from a busy pool.** Draining helps only when a
-   backend's own capacity is the problem; in a busy pool it overloads the rest. The model sees one backend's
-   window. A feature relative to the pool (a backend's latency against the pool's median) or a cap on how many
-   backends may be open at once (Envoy's maximum ejection share) is the next step for the features and the
-   policy.
-4. **LiteLLM's latency routing herds.** With no count of requests in flight, every request goes to the backend
+1. **Placement decides most of what users see.** Round robin leaves queueing to chance: ACE at its defaults, placing
+   by rotation (what `Decide` does when the request gives no in-flight counts), is far behind least outstanding
+   requests. Told the requests in flight per backend, as a proxy knows them, `choose` places each request on the
+   least-loaded backend; that is what the "in-flight given" rows measure, and they are at or below least outstanding
+   on the share over the SLO and below every other router on p99. The margin is small, and its largest part is in
+   the heterogeneous class, where ties in load go to the backend with the lower forecast.
+2. **Draining removes capacity.** At this utilisation a drained backend's share lands on the rest. Excluding open
+   backends outright (as the rotation does) sent every request to the one or two left once most breakers were
+   open, and melted them; that is why an open backend, with in-flight counts, only counts `open_penalty` requests
+   more than it has. With that, a breaker that is wrong costs little, and the breakers' figures say how often
+   they are wrong: at the 300 ms default the forecast of the worst p95 over five minutes is above the threshold in
+   this pool almost all the time, so the breakers flap and stay open while the users see what least outstanding
+   gives them. The tuned threshold (2000 ms) opens on real trouble (precision 1.00, median lead ~3 min) but
+   foresees only a quarter of the breach episodes.
+3. **The targets on users are out of reach for placement alone.** Half of least outstanding's share over the SLO
+   would mean beating it in the quiet class too, where nothing fails: those requests are long ones and moments
+   when every slot of the pool is busy. No router that does not know request sizes or shed load avoids them.
+4. **Next steps for the model.** The label (the worst p95 of the horizon) says "this backend will be slow", which
+   a busy pool always is; what a breaker needs is "this backend will be slow when the others are not": a label
+   and features relative to the pool's median. The model also learns from round-robin history, where no backend
+   sits drained at zero load; retraining on the telemetry of ACE-routed runs (what the learning loop does in
+   production) is the other step.
+5. **LiteLLM's latency routing herds.** With no count of requests in flight, every request goes to the backend
    whose last ten latencies were lowest until its answers come back slow; a timeout then counts as 1,000 s and
    the backend is avoided for good. In a pool of capacity-limited backends this melts one backend after another.
-   Its recall and lead times are an artefact of that: some backend is cooling down at almost every moment.
-5. **Drained backends are outside the training data.** The model learns from round-robin history, where no backend
-   sits at zero load; a drained backend's forecast can stay high after it has recovered, so it stays open."""
+   Its recall and lead times are an artefact of that: some backend is cooling down at almost every moment."""

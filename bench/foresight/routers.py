@@ -280,9 +280,20 @@ class BreakerRouter:
     wants_done = False
 
     def __init__(
-        self, name: str, n: int, settings: Settings, model: LoadedModel | None, limits: WindowLimits | None = None
+        self,
+        name: str,
+        n: int,
+        settings: Settings,
+        model: LoadedModel | None,
+        limits: WindowLimits | None = None,
+        load_aware: bool = False,
     ) -> None:
         self.name = name
+        # Load-aware: the router is told the requests outstanding per backend
+        # (as a proxy knows its own) and choose() places least-loaded.
+        self.load_aware = load_aware
+        self.wants_done = load_aware
+        self.outstanding = [0] * n
         self.n = n
         self.settings = settings
         self.model = model
@@ -356,6 +367,8 @@ class BreakerRouter:
             self.half_open_turns[primary] += 1
 
     def pick(self, t: float) -> int:
+        if self.load_aware:
+            return self._pick_least_loaded()
         turn, primary = self._next_turn()
         probes = tuple(c.probe_due for c in self._candidates) if self._half_open else ()
         # choose() is a pure function of the candidates and turn % n, so its
@@ -367,69 +380,21 @@ class BreakerRouter:
         self._count_probe(primary)
         return cached
 
-    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
-        pass
-
-
-def _eligible(c: Candidate) -> bool:
-    return c.cold or c.state is State.CLOSED or (c.state is State.HALF_OPEN and c.probe_due)
-
-
-class EvenSpreadBreakerRouter(BreakerRouter):
-    """The rule policy.choose now follows, written independently as a
-    cross-check: the turn of a backend that may not take it goes to the
-    eligible backends in turn (a separate counter), so a drained backend's
-    share spreads evenly; with none eligible, the turn goes round all of
-    them. (choose used to hand it to the next eligible backend, doubling that
-    one's load, and to send everything to the lowest forecast when all were
-    open; this row showed the cost.)"""
-
-    def __init__(self, name: str, n: int, settings: Settings, model: LoadedModel | None) -> None:
-        super().__init__(name, n, settings, model)
-        self.spill = 0
-
-    def pick(self, t: float) -> int:
-        _, primary = self._next_turn()
-        if _eligible(self._candidates[primary]):
-            b = primary
-        else:
-            eligible = [i for i, c in enumerate(self._candidates) if _eligible(c)] or list(range(self.n))
-            b = eligible[self.spill % len(eligible)]
-            self.spill += 1
-        self._count_probe(primary)
-        return b
-
-
-class LoadAwareBreakerRouter(BreakerRouter):
-    """A proposal, not what the router serves: the same model, forecasts and
-    breakers as ACE, with a load-aware choice. Each request goes to the
-    eligible backend (closed, or half-open on every other request) with the
-    fewest requests outstanding; with none eligible, to the one with the
-    fewest outstanding of all, instead of every request to the single
-    lowest forecast."""
-
-    wants_done = True
-
-    def __init__(self, name: str, n: int, settings: Settings, model: LoadedModel | None) -> None:
-        super().__init__(name, n, settings, model)
-        self.outstanding = [0] * n
-        self.rng = random.Random(n)
-
-    def pick(self, t: float) -> int:
-        turn = self.turn
-        self.turn += 1
-        probe = turn % 2 == 0
-        eligible = [
-            b
-            for b, c in enumerate(self._candidates)
-            if c.cold or c.state is State.CLOSED or (c.state is State.HALF_OPEN and probe)
-        ] or list(range(self.n))
+    def _pick_least_loaded(self) -> int:
+        turn, _ = self._next_turn()
+        candidates = self._candidates
         out = self.outstanding
-        low = min(out[b] for b in eligible)
-        ties = [b for b in eligible if out[b] == low]
-        b = ties[0] if len(ties) == 1 else self.rng.choice(ties)
+        for b, c in enumerate(candidates):
+            c.in_flight = out[b]
+        b = self.ids.index(choose(candidates, turn, self.settings).backend_id)
+        # A half-open backend counts a turn when a request could have gone to
+        # it: every request, since least-loaded has no rotation turns.
+        for h in range(self.n):
+            if self._half_open and self.breakers[h].state is State.HALF_OPEN and not candidates[h].cold:
+                self.half_open_turns[h] += 1
         out[b] += 1
         return b
 
     def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
-        self.outstanding[backend] -= 1
+        if self.load_aware:
+            self.outstanding[backend] -= 1

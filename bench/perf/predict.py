@@ -28,12 +28,23 @@ PREDICT_METHOD = "/ace.v1.Predictor/Predict"
 
 
 def request_of(rows: np.ndarray) -> bytes:
+    """One FeatureVector a row, the form a single-row call uses."""
     return predictor_pb2.PredictRequest(
         vectors=[
             telemetry_pb2.FeatureVector(backend_id=backend_name(i), schema_version=SCHEMA_VERSION, values=row)
             for i, row in enumerate(rows.tolist())
         ]
     ).SerializeToString()
+
+
+def matrix_request_of(rows: np.ndarray) -> bytes:
+    """The rows as one FeatureMatrix, the form the router's sync loop sends."""
+    matrix = predictor_pb2.FeatureMatrix(
+        backend_ids=[backend_name(i) for i in range(len(rows))],
+        schema_version=SCHEMA_VERSION,
+        values=rows.ravel().tolist(),
+    )
+    return predictor_pb2.PredictRequest(matrix=matrix).SerializeToString()
 
 
 def run(sizes: Sizes, forest: Forest, worker: Executor) -> list[Row]:
@@ -79,13 +90,15 @@ def _batch(sizes: Sizes, forest: Forest, X: np.ndarray, addr: str, worker: Execu
     n = sizes.predict_rows
     batch = X[:n]
     jobs: list[load.Job] = [
-        ("batch", addr, PREDICT_METHOD, request_of(batch)),
+        ("batch", addr, PREDICT_METHOD, matrix_request_of(batch)),
+        ("vectors", addr, PREDICT_METHOD, request_of(batch)),
         ("one", addr, PREDICT_METHOD, request_of(X[:1])),
     ]
     seq = worker.submit(load.latencies, jobs, sizes.predict_rounds, sizes.predict_calls).result()
     sklearn_batch = median(per_call_s(lambda: train.predict(forest.fitted, batch), max(sizes.predict_calls // 2, 2)))
     sklearn_one = median(per_call_s(lambda: train.predict(forest.fitted, X[:1]), sizes.sklearn_one_row_calls))
     ours = pct(seq["batch"], 50)
+    vectors = pct(seq["vectors"], 50)
     one = pct(seq["one"], 50)
     return [
         Row(
@@ -97,12 +110,20 @@ def _batch(sizes: Sizes, forest: Forest, X: np.ndarray, addr: str, worker: Execu
             None,
         ),
         Row(
-            f"`Predict` RPC, {n:,} backends in one call (p50)",
+            f"`Predict` RPC, {n:,} backends in one call as a `FeatureMatrix`, the router's form (p50)",
             us(ours),
             f"scikit-learn `predict` on the same rows {us(sklearn_batch)}",
             f"{sklearn_batch / ours:.1f} {TIMES} faster",
             f"≥ 3 {TIMES} faster; ≤ 10 ms",
             sklearn_batch >= 3 * ours and ours <= 0.010,
+        ),
+        Row(
+            f"`Predict` RPC, the same {n:,} rows as one `FeatureVector` each (p50)",
+            us(vectors),
+            f"scikit-learn `predict` on the same rows {us(sklearn_batch)}",
+            f"{sklearn_batch / vectors:.1f} {TIMES} faster",
+            "—",
+            None,
         ),
     ]
 

@@ -9,7 +9,7 @@ import hashlib
 import itertools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,14 +88,36 @@ class LoadedModel:
             i = next(i for i, length in enumerate(lengths) if length != k)
             raise InvalidInput(f"vectors[{i}].values: expected {k} values, got {lengths[i]}")
         x = np.fromiter(itertools.chain.from_iterable([values for _, values in vectors]), np.float64, n * k)
-        x = x.reshape(n, k)
+        return self._predict_finite(x.reshape(n, k), lambda i, j: f"vectors[{i}].values[{j}]")
+
+    def score_matrix(self, schema_version: str, rows: int, values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Predicts for `rows` row-major rows of `values` (FeatureMatrix) in
+        one session run, raising as score does, naming matrix fields."""
+        if rows > MAX_VECTORS:
+            raise InvalidInput(f"matrix.backend_ids: at most {MAX_VECTORS} rows per request, got {rows}")
+        if schema_version != self.meta.schema_version:
+            raise FailedPrecondition(
+                f"matrix.schema_version: active model {self.meta.version} takes "
+                f"{self.meta.schema_version!r}, got {schema_version!r}"
+            )
+        k = len(self.meta.feature_names)
+        # A protobuf repeated double converts through the array protocol, at
+        # memory speed, where the vectors' floats are read one by one.
+        x = np.asarray(values, dtype=np.float64)
+        if x.shape != (rows * k,):
+            raise InvalidInput(f"matrix.values: expected {rows * k} values ({rows} rows of {k} features), got {x.size}")
+        return self._predict_finite(x.reshape(rows, k), lambda i, j: f"matrix.values[{i * k + j}] (row {i})")
+
+    def _predict_finite(self, x: npt.NDArray[np.float64], field: Callable[[int, int], str]) -> npt.NDArray[np.float64]:
+        """Predicts for a float64 matrix once every value is known to fit
+        float32; InvalidInput names the first that does not, as field(i, j)."""
         # Checking after narrowing also catches finite doubles beyond float32's range.
         with np.errstate(over="ignore"):
             narrow = x.astype(np.float32)
         bad = ~np.isfinite(narrow)
         if bad.any():
             i, j = (int(n) for n in np.argwhere(bad)[0])
-            raise InvalidInput(f"vectors[{i}].values[{j}]: must be finite (within float32 range), got {x[i, j]!r}")
+            raise InvalidInput(f"{field(i, j)}: must be finite (within float32 range), got {x[i, j]!r}")
         return self.predict(narrow)
 
 

@@ -96,8 +96,15 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
         if model is None:
             raise FailedPrecondition("no active model")
         vectors = request.vectors
-        predicted = model.score([(v.schema_version, v.values) for v in vectors])
         response = predictor_pb2.PredictResponse(model_version=model.version)
+        if request.HasField("matrix"):
+            if vectors:
+                raise InvalidInput("matrix: send vectors or a matrix, not both")
+            matrix = request.matrix
+            predicted = model.score_matrix(matrix.schema_version, len(matrix.backend_ids), matrix.values)
+            response.predicted_latency_ms.extend(predicted.tolist())
+            return response
+        predicted = model.score([(v.schema_version, v.values) for v in vectors])
         add = response.predictions.add
         for v, p in zip(vectors, predicted.tolist(), strict=True):
             add(backend_id=v.backend_id, predicted_latency_ms=p)

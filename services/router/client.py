@@ -8,6 +8,15 @@ Decide would: the same breakers, skips, probes and fallbacks. (Its rotation
 counter is its own: picks spread over the fleet the same way, not in step
 with other proxies.)
 
+A pick among backends whose breakers are closed or open (none half-open,
+whose probe turns keep state of their own) depends only on the turn: policy
+.choose hands a skipped turn to the eligible backends in order, so the
+choices repeat every len(candidates) x len(eligible) turns. The client keeps
+that cycle per candidate list, filled as turns come and dropped whenever the
+table changes, and such a pick is an index into it; other picks go through
+the rotation (with a counter of their own, so the two kinds interleave as
+two round robins).
+
 When the stream breaks, the table it holds can no longer be trusted to say
 which breakers are open: the client keeps answering, round robin over its
 last known backends (action ROUND_ROBIN, and the reason says why), and
@@ -27,7 +36,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 import grpc
@@ -35,13 +44,40 @@ import structlog
 
 from ace.v1 import router_pb2, router_pb2_grpc
 from services.router import wire
-from services.router.policy import Candidate, Choice, Settings
+from services.router.policy import Candidate, Choice, Settings, State, choose
 from services.router.rotation import Rotation
 
 _log = structlog.get_logger("router.client")
 
 DISCONNECTED_REASON = "router stream down: round robin over the last known routing table"
 NO_TABLE_REASON = "no routing table received yet: round robin over the candidates as given"
+# Longer cycles (a pick naming no one in a large fleet) go through the rotation.
+MAX_CYCLE = 4096
+# Candidate lists with a cycle kept at once; more, and they all start afresh.
+MAX_CYCLES = 1024
+
+
+class _Cycle:
+    """The choices for one candidate list, one per turn of the cycle,
+    computed the first time each turn comes."""
+
+    __slots__ = ("candidates", "choices")
+
+    def __init__(self, candidates: list[Candidate], length: int) -> None:
+        self.candidates = candidates
+        self.choices: list[Choice | None] = [None] * length
+
+
+def _cycle_length(candidates: Sequence[Candidate]) -> int | None:
+    """How many turns the choices among these candidates take to repeat;
+    None when they do not repeat by turn alone: a half-open breaker's probe
+    turns keep their own count, and in-flight counts change between picks."""
+    eligible = 0
+    for c in candidates:
+        if c.state is State.HALF_OPEN or c.in_flight is not None:
+            return None
+        eligible += c.cold or c.state is State.CLOSED
+    return len(candidates) * max(eligible, 1)
 
 
 class RouterClient:
@@ -67,6 +103,10 @@ class RouterClient:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._rotation = Rotation(Settings())
+        # Cycles by candidate list (the empty one: every backend), and the
+        # turn counter of the picks they answer.
+        self._cycles: dict[tuple[str, ...], _Cycle | None] = {}
+        self._turn = 0
         self._connected = False
         self._table = router_pb2.RoutingTable()  # the newest table-wide fields, without rows
         self._stop = threading.Event()
@@ -102,15 +142,48 @@ class RouterClient:
 
     # --- deciding ---
 
-    def pick(self, candidates: Sequence[str] = ()) -> Choice:
+    def pick(self, candidates: Sequence[str] = (), in_flight: Mapping[str, int] | None = None) -> Choice:
         """Chooses among the candidates (every backend of the table when none
         are named), as the router's Decide would; round robin while the
-        stream is down."""
+        stream is down. `in_flight`, the caller's requests outstanding per
+        backend, makes the choice least-loaded, as in a DecideRequest."""
         with self._lock:
-            if self._connected:
+            if not self._connected:
+                reason = DISCONNECTED_REASON if len(self._rotation) else NO_TABLE_REASON
+                return self._rotation.round_robin(candidates, reason)
+            if in_flight:
+                return self._rotation.pick(candidates, in_flight)[0]
+            key = candidates if type(candidates) is tuple else tuple(candidates)
+            try:
+                cycle = self._cycles[key]
+            except KeyError:
+                cycle = self._cycles[key] = self._cycle(key)
+            if cycle is None:
                 return self._rotation.pick(candidates)[0]
-            reason = DISCONNECTED_REASON if len(self._rotation) else NO_TABLE_REASON
-            return self._rotation.round_robin(candidates, reason)
+            choices = cycle.choices
+            turn = self._turn % len(choices)
+            self._turn += 1
+            choice = choices[turn]
+            if choice is None:
+                choice = choices[turn] = choose(cycle.candidates, turn, self._rotation.settings)
+            return choice
+
+    def _cycle(self, names: tuple[str, ...]) -> _Cycle | None:
+        """A new cycle for these names; None when their picks must go
+        through the rotation (it also refuses bad names)."""
+        if len(self._cycles) >= MAX_CYCLES:
+            self._cycles.clear()
+        rotation = self._rotation
+        if not rotation or len(set(names)) != len(names):
+            return None
+        found = [rotation.get(b) for b in names or rotation.backend_ids()]
+        candidates = [c for c in found if c is not None]
+        if len(candidates) != len(found):
+            return None
+        length = _cycle_length(candidates)
+        if length is None or length > MAX_CYCLE:
+            return None
+        return _Cycle(candidates, length)
 
     # --- what it knows ---
 
@@ -170,6 +243,7 @@ class RouterClient:
             threshold_ms=message.threshold_ms,
             horizon_s=message.horizon_s,
             cold_start_points=message.cold_start_points,
+            open_penalty=message.open_penalty,
         )
         status = router_pb2.RoutingTable(
             model_version=message.model_version,
@@ -178,8 +252,10 @@ class RouterClient:
             predictor_available=message.predictor_available,
             feature_store_connected=message.feature_store_connected,
             cold_start_points=message.cold_start_points,
+            open_penalty=message.open_penalty,
         )
         with self._cond:
+            self._cycles.clear()
             if settings != self._rotation.settings:
                 self._rotation.settings = settings
             if message.partial:

@@ -81,6 +81,14 @@ def parser() -> argparse.ArgumentParser:
     )
     option(
         p,
+        "--open-penalty",
+        env="ACE_OPEN_PENALTY",
+        cast=float,
+        default=defaults.open_penalty,
+        help="when the caller gives requests in flight: the extra requests an open backend counts",
+    )
+    option(
+        p,
         "--predict-timeout-s",
         env="ACE_PREDICT_TIMEOUT_S",
         cast=float,
@@ -105,6 +113,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
     require(args.min_open_s >= 0, f"--min-open-s must be >= 0, got {args.min_open_s}")
     require(args.recovery_s >= 0, f"--recovery-s must be >= 0, got {args.recovery_s}")
     require(args.cold_start_points >= 1, f"--cold-start-points must be >= 1, got {args.cold_start_points}")
+    require(args.open_penalty >= 0, f"--open-penalty must be >= 0, got {args.open_penalty}")
     require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
     require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
     return RouterConfig(
@@ -118,6 +127,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
             recovery_s=args.recovery_s,
             cold_start_points=args.cold_start_points,
             horizon_s=args.horizon_s,
+            open_penalty=args.open_penalty,
         ),
         predict_timeout_s=args.predict_timeout_s,
         max_streams=args.max_streams,

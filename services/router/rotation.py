@@ -9,7 +9,7 @@ whenever the backend changes, so a decision builds nothing per candidate."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from services.common.errors import FailedPrecondition, InvalidInput
 from services.router.policy import Candidate, Choice, Settings, State, choose, round_robin
@@ -87,12 +87,14 @@ class Rotation:
             self._position = {c.backend_id: i for i, c in enumerate(self._everyone)}
         return self._everyone
 
-    def pick(self, names: Sequence[str]) -> tuple[Choice, Candidate | None]:
+    def pick(self, names: Sequence[str], in_flight: Mapping[str, int] | None = None) -> tuple[Choice, Candidate | None]:
         """Chooses among the named backends, or among every known one when
         none are named; returns the choice and the chosen backend's
         candidate (None when nothing is known yet and the choice is plain
-        round robin). InvalidInput names an empty, repeated or unknown
-        candidate; FailedPrecondition when none is named and none is known."""
+        round robin). With `in_flight` (requests outstanding per backend id;
+        missing ones count 0) the choice is least-loaded. InvalidInput names
+        an empty, repeated or unknown candidate; FailedPrecondition when
+        none is named and none is known."""
         by_id = self._by_id
         candidates: list[Candidate] | None = None
         if names and by_id:
@@ -113,7 +115,18 @@ class Rotation:
         self._turn += 1
         if self._half_open:
             self._probe(candidates[turn % len(candidates)])
-        choice = choose(candidates, turn, self.settings)
+        if not in_flight:
+            choice = choose(candidates, turn, self.settings)
+            return choice, by_id[choice.backend_id]
+        # The candidates are ours and the caller holds the lock: set the
+        # counts for this choice and clear them before anyone else looks.
+        try:
+            for c in candidates:
+                c.in_flight = in_flight.get(c.backend_id, 0)
+            choice = choose(candidates, turn, self.settings)
+        finally:
+            for c in candidates:
+                c.in_flight = None
         return choice, by_id[choice.backend_id]
 
     def _probe(self, primary: Candidate) -> None:

@@ -25,6 +25,8 @@ MAX_RECEIVE_BYTES = 1024 * 1024
 # Threads for unary calls on top of the watch stream slots, so watchers can
 # never starve Decide.
 UNARY_WORKERS = 16
+OBSERVED_SUFFIX = "; predictor unreachable or without a model: reactive fallback on observed latency"
+STALE_SUFFIX = "; feature store unreachable: deciding on the last known table"
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
@@ -33,13 +35,15 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._streams = StreamSlots(max_streams)
 
     def Decide(self, request: router_pb2.DecideRequest, context: grpc.ServicerContext) -> router_pb2.Decision:
-        decided = self._table.decide(request.candidates)
+        # A list, read once: the decision walks the names twice (lookup and
+        # uniqueness), and each read of a protobuf repeated field makes a new str.
+        decided = self._table.decide(list(request.candidates), request.in_flight or None)
         choice = decided.choice
         reason = choice.reason
         if decided.basis is Basis.OBSERVED_LATENCY:
-            reason += "; predictor unreachable or without a model: reactive fallback on observed latency"
+            reason += OBSERVED_SUFFIX
         if decided.state is not None and not self._table.feature_store_connected:
-            reason += "; feature store unreachable: deciding on the last known table"
+            reason += STALE_SUFFIX
         decision = router_pb2.Decision(
             request_id=request.request_id,
             backend_id=choice.backend_id,
@@ -120,6 +124,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             predictor_available=table.predictor_available,
             feature_store_connected=table.feature_store_connected,
             cold_start_points=table.settings.cold_start_points,
+            open_penalty=table.settings.open_penalty,
         )
         for e in entries:
             route = out.backends.add(

@@ -5,7 +5,7 @@ decision is a lookup under one short lock, never a network call."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -165,12 +165,13 @@ class RoutingTable:
             ids = sorted(self._entries) if backend_ids is None else sorted(i for i in backend_ids if i in self._entries)
             return [_copy(self._entries[i]) for i in ids]
 
-    def decide(self, candidates: Sequence[str]) -> Decided:
+    def decide(self, candidates: Sequence[str], in_flight: Mapping[str, int] | None = None) -> Decided:
         """Chooses among the candidates (every known backend when none are
-        given). InvalidInput names an empty, repeated or unknown candidate;
+        given), least-loaded when the caller gives its requests in flight.
+        InvalidInput names an empty, repeated or unknown candidate;
         FailedPrecondition when none are given and none is known."""
         with self._lock:
-            choice, chosen = self._rotation.pick(candidates)
+            choice, chosen = self._rotation.pick(candidates, in_flight)
             if chosen is None:
                 return Decided(choice, Basis.NO_TELEMETRY, "")
             model_version = self.model.version if chosen.basis is Basis.FORECAST else ""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound
-from services.predictor.registry import Registry
+from services.predictor.registry import Registry, load_in_background
 from tests.predictor import models
 
 
@@ -179,3 +180,16 @@ def test_restart_revalidates_active(tmp_path: Path, onnx_a: bytes) -> None:
     (tmp_path / "versions" / "v1" / "meta.json").write_text(json.dumps(doc))
 
     assert Registry(tmp_path).active is None
+
+
+def test_loading_in_background_answers_and_raises_in_the_caller(onnx_a: bytes) -> None:
+    meta = models.make_meta(onnx_a, version="v1")
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    model = load_in_background(meta, onnx_a)
+    assert model.version == "v1"
+    x = models.inputs(5, seed=3)
+    np.testing.assert_array_equal(model.predict(x), models.run_onnx(onnx_a, x))
+    with pytest.raises(InvalidInput, match=r"^sha256"):
+        load_in_background(replace(meta, sha256="ab" * 32), onnx_a)
+    # Only the loading thread runs at low priority, never the caller (a server's pool thread).
+    assert os.getpriority(os.PRIO_PROCESS, 0) == mine

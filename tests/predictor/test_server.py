@@ -154,6 +154,66 @@ def test_predict_errors_name_the_field(client: Client, onnx_a: bytes) -> None:
     assert len(client.predict(models.inputs(10_000)).predictions) == 10_000
 
 
+def matrix_request(x: np.ndarray, schema: str = features.SCHEMA_VERSION) -> predictor_pb2.PredictRequest:
+    return predictor_pb2.PredictRequest(
+        matrix=predictor_pb2.FeatureMatrix(
+            backend_ids=[f"b{i}" for i in range(len(x))], schema_version=schema, values=x.ravel().tolist()
+        )
+    )
+
+
+def test_a_matrix_predicts_as_the_same_vectors_do(client: Client, onnx_a: bytes) -> None:
+    client.publish(models.make_meta(onnx_a, version="v1"), onnx_a)
+    x = models.inputs(40, seed=9)
+    response = client.predictor.Predict(matrix_request(x), timeout=10)
+    assert response.model_version == "v1" and not response.predictions
+    by_vectors = [p.predicted_latency_ms for p in client.predict(x).predictions]
+    assert list(response.predicted_latency_ms) == by_vectors
+    np.testing.assert_array_equal(response.predicted_latency_ms, models.run_onnx(onnx_a, x))
+
+    empty = client.predictor.Predict(matrix_request(models.inputs(0)), timeout=5)
+    assert empty.model_version == "v1" and not empty.predicted_latency_ms
+
+
+def test_matrix_errors_name_the_field(client: Client, onnx_a: bytes) -> None:
+    client.publish(models.make_meta(onnx_a, version="v1"), onnx_a)
+    x = models.inputs(3)
+
+    def refused(request: predictor_pb2.PredictRequest) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.RpcError) as err:
+            client.predictor.Predict(request, timeout=5)
+        return err.value.code(), err.value.details()
+
+    code, details = refused(matrix_request(x, schema="ace.features.v0"))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert details.startswith("matrix.schema_version:") and "'ace.features.v0'" in details
+
+    request = matrix_request(x)
+    del request.matrix.values[-1]
+    assert refused(request) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "matrix.values: expected 33 values (3 rows of 11 features), got 32",
+    )
+
+    request = matrix_request(x)
+    request.matrix.values[11 + 4] = float("inf")
+    code, details = refused(request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("matrix.values[15] (row 1): must be finite")
+
+    request = matrix_request(x)
+    request.matrix.values[0] = 1e39  # finite as a double, not as the model's float32
+    code, details = refused(request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("matrix.values[0] (row 0): must be finite")
+
+    both = matrix_request(x)
+    both.vectors.extend(predict_request(x).vectors)
+    assert refused(both) == (grpc.StatusCode.INVALID_ARGUMENT, "matrix: send vectors or a matrix, not both")
+
+    code, details = refused(matrix_request(models.inputs(10_001)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("matrix.backend_ids: at most 10000 rows")
+
+
 def test_malformed_publish_streams(client: Client, onnx_a: bytes) -> None:
     meta = models.make_meta(onnx_a, version="v1")
     requests = models.publish_requests(meta, onnx_a)

@@ -5,7 +5,9 @@ reconnects by itself."""
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,9 +17,11 @@ import pytest
 from ace.v1 import feature_store_pb2_grpc, predictor_pb2_grpc, router_pb2, router_pb2_grpc
 from services.common.errors import FailedPrecondition, InvalidInput
 from services.common.serving import RunningServer
+from services.router import wire
 from services.router.client import DISCONNECTED_REASON, NO_TABLE_REASON, RouterClient
 from services.router.config import load
-from services.router.policy import Action, Basis, State
+from services.router.policy import Action, Basis, Settings, State
+from services.router.rotation import Rotation
 from services.router.server import start
 from tests.fakes import FakeFeatureStore, FakePredictor, serve, vector
 
@@ -78,6 +82,8 @@ def rig() -> Iterator[Rig]:
         "250",
         "--cold-start-points",
         "4",
+        "--open-penalty",
+        "3",
     ]
     rig = Rig(store, args, start(load([*args, "--port", "0"])))
     yield rig
@@ -115,6 +121,28 @@ def test_local_picks_are_the_routers_decisions(rig, channel):
     assert "b" not in {p.backend_id for p in picks}  # its breaker is open
     assert any(p.action is Action.ROUND_ROBIN and "cold (2 of 4 points)" in p.reason for p in picks)
     assert any(p.action is Action.PRIMARY and "below 250 ms" in p.reason for p in picks)
+
+
+def test_picks_with_in_flight_counts_are_the_routers_least_loaded_decisions(rig, channel):
+    rig.store.batches.put([vector("a", 100, 120), vector("b", 100, 120), vector("c", 100, 150)])
+    # b's breaker is open; with --open-penalty 3 it takes a request only once
+    # a and c both have 3 more in flight than it.
+    loads = [{"a": 2, "c": 1}, {"a": 1, "c": 1}, {"a": 4, "b": 0, "c": 4}, {"a": 0, "b": 2, "c": 1}]
+    with RouterClient(channel) as client:
+        assert client.wait(knows("a", "b", "c"), timeout_s=10)
+        assert client.table.open_penalty == 3
+        picks = [client.pick(in_flight=load) for load in loads]
+    stub = router_pb2_grpc.RouterStub(channel)
+    decisions = [stub.Decide(router_pb2.DecideRequest(in_flight=load)) for load in loads]
+    for pick, decision in zip(picks, decisions, strict=True):
+        assert (pick.backend_id, pick.reason, list(pick.skipped)) == (
+            decision.backend_id,
+            decision.reason,
+            list(decision.skipped),
+        )
+    # Ties go to the lower forecast: a (120 ms) before c (150 ms).
+    assert [p.backend_id for p in picks] == ["c", "a", "b", "a"]
+    assert [p.action for p in picks] == [Action.REROUTE, Action.REROUTE, Action.LAST_RESORT, Action.PRIMARY]
 
 
 def test_partial_updates_reach_the_table(rig, channel):
@@ -179,3 +207,57 @@ def test_broken_stream_falls_back_to_round_robin_then_reconnects(rig, channel):
         assert client.wait(lambda c: {c.pick().backend_id for _ in range(4)} == {"a"}, timeout_s=10)
         route = client.candidate("b")
         assert route is not None and route.state is State.OPEN and route.basis is Basis.FORECAST
+
+
+class OneTable(router_pb2_grpc.RouterServicer):
+    """Streams one full table, then holds the stream open."""
+
+    def __init__(self, table: router_pb2.RoutingTable) -> None:
+        self.table = table
+
+    def register(self, server: grpc.Server) -> None:
+        router_pb2_grpc.add_RouterServicer_to_server(self, server)
+
+    def WatchRoutingTable(self, request, context):
+        yield self.table
+        while context.is_active():
+            time.sleep(0.01)
+
+
+def random_table(rng: random.Random, n: int, half_open: bool) -> router_pb2.RoutingTable:
+    states = [router_pb2.CLOSED, router_pb2.OPEN] + ([router_pb2.HALF_OPEN] if half_open else [])
+    table = router_pb2.RoutingTable(threshold_ms=250, horizon_s=300, cold_start_points=4)
+    for i in range(n):
+        cold = rng.random() < 0.2
+        table.backends.add(
+            backend_id=f"b{i}",
+            state=rng.choice(states),
+            cold=cold,
+            points_in_window=2 if cold else 30,
+            basis=router_pb2.COLD_START if cold else router_pb2.FORECAST,
+            risk_ms=rng.uniform(50, 400),
+        )
+    return table
+
+
+@pytest.mark.parametrize("half_open", [False, True])
+def test_picks_equal_the_rotations_over_many_turns(half_open):
+    """Cycle-memoized picks (and rotation picks, with a half-open breaker)
+    answer exactly as the rotation the router decides with, turn by turn."""
+    rng = random.Random(7)
+    for run in range(6):
+        table = random_table(rng, 8, half_open)
+        reference = Rotation(Settings(threshold_ms=250, horizon_s=300, cold_start_points=4))
+        reference.replace_all([wire.candidate(r) for r in table.backends])
+        # One candidate list per run (the empty one: everyone): the client's
+        # memoized picks count turns apart from its rotation's, so a mix of
+        # lists that go either way would not keep in step with one reference.
+        names = tuple(rng.sample([r.backend_id for r in table.backends], rng.randint(1, 8))) if run % 2 else ()
+        server, port = serve(OneTable(table).register)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, RouterClient(channel) as client:
+                assert client.wait(lambda c: c.connected, timeout_s=10)
+                for _ in range(200):
+                    assert client.pick(names) == reference.pick(names)[0]
+        finally:
+            server.stop(0)

@@ -108,3 +108,45 @@ class TestChoose:
     def test_needs_a_candidate(self):
         with pytest.raises(ValueError):
             choose([], 0, S)
+
+
+class TestLeastLoaded:
+    """With in-flight counts the choice is least-loaded; an open breaker
+    counts Settings.open_penalty (2) requests more."""
+
+    @staticmethod
+    def loaded(backend_id: str, in_flight: int, risk: float = 100.0, state: State = State.CLOSED) -> Candidate:
+        c = warm(backend_id, risk, state)
+        c.in_flight = in_flight
+        return c
+
+    def test_fewest_in_flight_wins_whatever_the_turn(self) -> None:
+        cands = [self.loaded("a", 3), self.loaded("b", 1), self.loaded("c", 2)]
+        picks = {choose(cands, turn, S).backend_id for turn in range(6)}
+        assert picks == {"b"}
+        assert choose(cands, 0, S).action is Action.PRIMARY
+        assert "fewest in flight (1)" in choose(cands, 0, S).reason
+
+    def test_ties_go_to_the_lower_risk_then_the_rotation(self) -> None:
+        cands = [self.loaded("a", 1, risk=200), self.loaded("b", 1, risk=100), self.loaded("c", 1, risk=100)]
+        assert [choose(cands, turn, S).backend_id for turn in range(3)] == ["b", "b", "c"]
+
+    def test_open_breaker_is_passed_over_until_the_others_are_penalty_busier(self) -> None:
+        open_a = self.loaded("a", 0, risk=900, state=State.OPEN)
+        moved = choose([open_a, self.loaded("b", 1)], 0, S)
+        assert (moved.backend_id, moved.action, moved.skipped) == ("b", Action.REROUTE, ("a",))
+        # b has 2 more than a: a's 0 + 2 ties b's 2, the lower risk (b) wins.
+        assert choose([open_a, self.loaded("b", 2)], 0, S).backend_id == "b"
+        overflow = choose([open_a, self.loaded("b", 3)], 0, S)
+        assert (overflow.backend_id, overflow.action) == ("a", Action.LAST_RESORT)
+        assert "at least 2 more requests in flight" in overflow.reason
+
+    def test_every_breaker_open_goes_to_the_least_loaded(self) -> None:
+        cands = [self.loaded("a", 2, 900, State.OPEN), self.loaded("b", 0, 950, State.OPEN)]
+        pick = choose(cands, 0, S)
+        assert (pick.backend_id, pick.action) == ("b", Action.LAST_RESORT)
+        assert "the least loaded of them" in pick.reason
+
+    def test_without_counts_the_rotation_is_unchanged(self) -> None:
+        cands = [warm("a", 100), warm("b", 100)]
+        assert [choose(cands, turn, S).backend_id for turn in range(4)] == ["a", "b", "a", "b"]

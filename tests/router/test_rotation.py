@@ -79,3 +79,15 @@ def test_round_robin_ignores_breakers_and_covers_the_known_table():
     picks = [rotation.round_robin((), "stale") for _ in range(4)]
     assert [p.backend_id for p in picks] == ["a", "b", "a", "b"]
     assert {p.action for p in picks} == {Action.ROUND_ROBIN}
+
+
+def test_in_flight_counts_make_the_choice_least_loaded_for_that_call_only():
+    rotation = Rotation(S)
+    for c in (warm("a", 100), warm("b", 100), warm("c", 420, State.OPEN)):
+        rotation.put(c)
+    # Missing from the map counts 0: c has none in flight but its breaker is
+    # open, so it counts 2 and a's 1 is less.
+    choice, _ = rotation.pick((), in_flight={"b": 3, "a": 1})
+    assert (choice.backend_id, choice.action, choice.skipped) == ("a", Action.REROUTE, ("c",))
+    assert all(rotation.get(b).in_flight is None for b in "abc")  # type: ignore[union-attr]
+    assert [rotation.pick(())[0].backend_id for _ in range(2)] == ["b", "a"]  # the rotation goes on

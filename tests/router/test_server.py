@@ -92,6 +92,19 @@ def test_forecast_opens_a_breaker_before_the_observed_latency_breaches(rig):
     assert all(list(d.fallbacks) == ["b"] for d in decisions)
 
 
+def test_in_flight_counts_make_decide_least_loaded(rig):
+    store, _predictor, stub, watch = rig
+    store.batches.put([vector("a", 100, 120), vector("b", 100, 200), vector("c", 100, 100)])
+    watch.until(at("c", 100))
+    assert watch.table.open_penalty == 2  # the default
+    busy_c = stub.Decide(router_pb2.DecideRequest(candidates=["a", "c"], in_flight={"a": 1, "c": 2}))
+    assert (busy_c.backend_id, busy_c.action) == ("a", router_pb2.PRIMARY)
+    assert "fewest in flight (1)" in busy_c.reason
+    # b (open) has none in flight, the others one: it counts 2 and is passed over.
+    moved = stub.Decide(router_pb2.DecideRequest(in_flight={"a": 1, "c": 1, "z": 0}))
+    assert (moved.backend_id, moved.action, list(moved.skipped)) == ("c", router_pb2.REROUTE, ["b"])
+
+
 def test_cold_backends_are_round_robin(rig):
     store, _predictor, stub, watch = rig
     store.batches.put([vector("a", 10, 100, points=1), vector("b", 10, 100, points=1)])
