@@ -86,9 +86,11 @@ bench-foresight: $(STAMP) ## ACE against seven routers in a closed-loop simulati
 soak: $(STAMP) ## Decide, Ingest and Predict at the highest sustainable rate for about 3 min: calls, failures, latency, memory
 	$(PY) -m tools.soak
 
-fuzz: $(STAMP) ## atheris on telemetry parsing and model validation (about 4 min); a crash leaves its input in .run/fuzz
+fuzz: $(STAMP) ## atheris on telemetry, model validation, router picks and trainer history (about 8 min); a crash leaves its input in .run/fuzz
 	$(PY) -m tools.fuzz telemetry --runs 200000 --seconds 120
 	$(PY) -m tools.fuzz model --runs 200000 --seconds 120
+	$(PY) -m tools.fuzz router --runs 2000000 --seconds 120
+	$(PY) -m tools.fuzz trainer --runs 200000 --seconds 120
 
 protos: $(STAMP) ## regenerate the Python stubs in ace/v1 from protos/
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. --pyi_out=. \

@@ -1,11 +1,23 @@
-"""`make fuzz`: coverage-guided fuzzing (atheris, libFuzzer) of the two
-parsers that take bytes from outside: telemetry (TelemetryPoint messages and
-history CSV files, through validation into the feature store and its feature
-computation) and models (PublishModel messages and ONNX bytes, through the
-predictor's validation). A crash is any exception other than the project's
-own refusals (InvalidInput and friends, ValueError from the CSV reader).
+"""`make fuzz`: coverage-guided fuzzing (atheris, libFuzzer) of the code that
+takes bytes or values from outside:
 
-python -m tools.fuzz TARGET [--runs N] [--seconds S]   TARGET: telemetry | model
+- telemetry: TelemetryPoint messages and history CSV files, through
+  validation into the feature store and its feature computation;
+- model: PublishModel messages and ONNX bytes, through the predictor's
+  validation;
+- router: RoutingTable bytes through the row parsing a client does
+  (services.router.wire) into the rotation, then picks with fuzzed candidate
+  names and in-flight counts (the request handling of Decide without gRPC);
+- trainer: history segment files as the feature store finds them on disk
+  (adopted, read back, sent as ReadHistory sends them) and fuzzed points,
+  into the trainer's dataset.
+
+A crash is any exception other than the project's own refusals (InvalidInput
+and friends, ValueError from the CSV reader), and any broken invariant the
+targets assert (a choice outside the candidates, a point served from disk
+that the store would never have accepted, a row without its label).
+
+python -m tools.fuzz TARGET [--runs N] [--seconds S]   TARGET: model | router | telemetry | trainer
 """
 
 from __future__ import annotations
@@ -13,32 +25,45 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import logging
+import math
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import atheris
+import numpy as np
+import structlog
 from google.protobuf.message import DecodeError
 
 # Coverage of ACE's own modules guides the fuzzer; they must be imported
 # first here, inside the block.
 with atheris.instrument_imports(include=["services"]):
-    from services.common import telemetry
+    from services.common import features, telemetry
     from services.common.errors import AceError
+    from services.common.points import from_message, to_message
     from services.common.window import WindowLimits
+    from services.feature_store import history
     from services.feature_store.server import point_of
     from services.feature_store.store import Store
     from services.predictor import model, upload
     from services.predictor.server import meta_from_proto
+    from services.router import wire
+    from services.router.policy import Settings
+    from services.router.rotation import Rotation
+    from services.trainer import dataset
 
-from ace.v1 import predictor_pb2, telemetry_pb2
+from ace.v1 import predictor_pb2, router_pb2, telemetry_pb2
 from tests.predictor import models
 
 MAX_MODEL_BYTES = 1 << 20
 _store = Store(WindowLimits(span_s=300.0, max_points=64), max_backends=64)
-_csv = Path(tempfile.mkdtemp(prefix="ace-fuzz-")) / "history.csv"
+_scratch = Path(tempfile.mkdtemp(prefix="ace-fuzz-"))
+_csv = _scratch / "history.csv"
 _meta = models.make_meta(models.onnx_model(seed=0), version="fuzz")
+# A small window, so that fuzzed histories fill and slide it.
+_limits = WindowLimits(span_s=60.0, max_points=16)
 
 
 def telemetry_input(data: bytes) -> None:
@@ -82,7 +107,118 @@ def model_input(data: bytes) -> None:
         model.load_and_validate(meta, onnx)
 
 
-TARGETS = {"telemetry": telemetry_input, "model": model_input}
+def router_input(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    try:
+        table = router_pb2.RoutingTable.FromString(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 512)))
+    except DecodeError:
+        return
+    # As a client takes a table off the watch stream (services.router.client).
+    rotation = Rotation(
+        Settings(
+            threshold_ms=table.threshold_ms,
+            horizon_s=table.horizon_s,
+            cold_start_points=table.cold_start_points,
+            open_penalty=fdp.ConsumeFloat(),
+        )
+    )
+    candidates = [wire.candidate(route) for route in table.backends]
+    if table.partial:
+        for c in candidates:
+            rotation.put(c)
+    else:
+        rotation.replace_all(candidates)
+    known = rotation.backend_ids()
+    assert known == sorted({c.backend_id for c in candidates}), "the rotation lost or invented a backend"
+    for _ in range(fdp.ConsumeIntInRange(1, 8)):
+        names: list[str] = []
+        for _ in range(fdp.ConsumeIntInRange(0, 6)):
+            if known and fdp.ConsumeBool():
+                names.append(known[fdp.ConsumeIntInRange(0, len(known) - 1)])
+            else:
+                names.append(fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 8)))
+        # DecideRequest.in_flight is a map<string, uint32>.
+        in_flight = (
+            {n: fdp.ConsumeIntInRange(0, 2**32 - 1) for n in names if fdp.ConsumeBool()} if fdp.ConsumeBool() else None
+        )
+        try:
+            choice, chosen = rotation.pick(names, in_flight)
+        except AceError:  # InvalidInput for bad names, FailedPrecondition for none known
+            continue
+        pool = names or known
+        assert choice.backend_id in pool, f"chose {choice.backend_id!r} outside {pool!r}"
+        assert chosen is None or chosen.backend_id == choice.backend_id
+        assert choice.backend_id not in choice.fallbacks
+        assert set(choice.fallbacks) <= set(pool) and set(choice.skipped) <= set(pool)
+        assert len(set(choice.fallbacks)) == len(choice.fallbacks)
+        stale = [b for b in known if (kept := rotation.get(b)) is not None and kept.in_flight is not None]
+        assert not stale, f"in-flight counts left behind on {stale}"
+
+
+def _points(fdp: atheris.FuzzedDataProvider) -> list[telemetry.Point]:
+    """Points as the trainer's sources give them: few backends, so that each
+    has a history, times near each other, so that horizons overlap; only the
+    points the store would accept."""
+    points = []
+    for _ in range(fdp.ConsumeIntInRange(0, 64)):
+        point = telemetry.Point(
+            fdp.PickValueInList(["a", "b", "c"]),
+            1_767_225_600.0 + fdp.ConsumeIntInRange(0, 600) * fdp.PickValueInList([1.0, 0.5, 0.001, 10.0]),
+            fdp.ConsumeFloat(),
+            fdp.ConsumeFloat(),
+            fdp.ConsumeProbability(),
+        )
+        if telemetry.problem(point) is None:
+            points.append(point)
+    return points
+
+
+def trainer_input(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    # A history directory as a previous run of the feature store left it: an
+    # open segment (cut after its last whole record and sealed at start) and
+    # a sealed one whose name claims an event-time range.
+    directory = _scratch / "history"
+    directory.mkdir(exist_ok=True)
+    for stale_file in directory.iterdir():  # emptied, not removed: rmdir costs milliseconds on this disk
+        stale_file.unlink()
+    (directory / f"{1:010d}{history.OPEN_SUFFIX}").write_bytes(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 512)))
+    oldest, newest = sorted(fdp.ConsumeIntInRange(0, 2**62) for _ in range(2))
+    (directory / f"{2:010d}-{oldest}-{newest}.seg").write_bytes(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 512)))
+    store = history.History(directory, history.Retention(max_bytes=1 << 20, max_age_s=fdp.ConsumeFloat()))
+    try:
+        last_s = fdp.PickValueInList([0.0, 60.0, 86_400.0])
+        start, end = history.event_range(None, None, last_s, store.newest)
+        served = [p for batch in store.read(start, end) for p in batch]
+    finally:
+        store.close()
+    for p in served:
+        assert telemetry.problem(p) is None, f"served a point the store never accepts: {p}"
+    # What ReadHistory sends and the trainer's history reader gets.
+    received = [from_message(to_message(p)) for p in served]
+
+    points = received + _points(fdp)
+    horizon_s = fdp.PickValueInList([0.001, 1.0, 30.0, 300.0, math.inf, -1.0])
+    try:
+        rows = dataset.build(points, horizon_s, _limits)
+    except ValueError:
+        assert not (math.isfinite(horizon_s) and horizon_s > 0), "a valid horizon was refused"
+        return
+    distinct = len({(p.backend_id, p.observed_at) for p in points})
+    assert len(rows) + rows.unlabelled == distinct, "a point got no row and was not counted unlabelled"
+    assert rows.X.shape == (len(rows), features.N_FEATURES) and len(rows.times) == len(rows.backend_ids) == len(rows)
+    assert np.isfinite(rows.X).all() and np.isfinite(rows.y).all(), "a non-finite feature or label"
+    assert (np.diff(rows.times) >= 0).all(), "rows not in event-time order"
+
+
+TARGETS = {"telemetry": telemetry_input, "model": model_input, "router": router_input, "trainer": trainer_input}
+
+
+def _length_last(n: int) -> bytes:
+    """The bytes that make a target's first ConsumeIntInRange(0, 512) return
+    n: atheris takes integers from the end of the input, last byte most
+    significant, and byte strings from the front."""
+    return bytes([n % 256, n // 256])
 
 
 def seeds(target: str, corpus: Path) -> None:
@@ -91,6 +227,21 @@ def seeds(target: str, corpus: Path) -> None:
     corpus.mkdir(parents=True, exist_ok=True)
     if target == "model":
         (corpus / "model").write_bytes(b"\x00" + models.onnx_model(seed=0))
+    elif target == "router":
+        table = router_pb2.RoutingTable(threshold_ms=300.0, horizon_s=300.0, cold_start_points=5)
+        for backend_id, state, risk in (("a", router_pb2.CLOSED, 120.0), ("b", router_pb2.OPEN, 450.0)):
+            table.backends.add(
+                backend_id=backend_id, state=state, risk_ms=risk, points_in_window=30, basis=router_pb2.FORECAST
+            )
+        table.backends.add(backend_id="c", state=router_pb2.HALF_OPEN, risk_ms=200.0, points_in_window=30)
+        table.backends.add(backend_id="d", cold=True, points_in_window=2)
+        raw = table.SerializeToString()
+        (corpus / "table").write_bytes(raw + bytes(range(64)) + _length_last(len(raw)))
+    elif target == "trainer":
+        records = history.encode(
+            [telemetry.Point(b, 1_767_225_600.0 + 10 * i, 5.0, 50.0 + i, 0.0) for i in range(6) for b in "ab"]
+        )
+        (corpus / "segment").write_bytes(records + bytes(range(256)) + _length_last(len(records)))
     else:
         point = telemetry_pb2.TelemetryPoint(backend_id="a", load=1.0, latency_ms=50.0, error_rate=0.01)
         point.observed_at.seconds = 1_767_225_600
@@ -106,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=120, help="stop after this long at most")
     parser.add_argument("--corpus", type=Path, default=Path(".run/fuzz"), help="where the corpus grows")
     args = parser.parse_args(argv)
+    # Every history the trainer target opens logs its opening; a line per
+    # input would drown libFuzzer's own output.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     corpus = args.corpus / args.target
     seeds(args.target, corpus)
     libfuzzer = [

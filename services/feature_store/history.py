@@ -30,15 +30,15 @@ import math
 import re
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Generic, Protocol, TypeVar
 
 import structlog
 
 from services.common.errors import InvalidInput
-from services.common.telemetry import BACKEND_ID, Point
+from services.common.telemetry import BACKEND_ID, MAX_MAGNITUDE, MAX_OBSERVED_AT, Point
 
 _log = structlog.get_logger("feature_store.history")
 
@@ -73,9 +73,31 @@ class _Segment:
     def covers(self, start: float, end: float) -> bool:
         return self.size > 0 and self.oldest < end and self.newest >= start
 
-    def note(self, point: Point) -> None:
-        self.oldest = min(self.oldest, point.observed_at)
-        self.newest = max(self.newest, point.observed_at)
+    def note(self, record: Record) -> None:
+        self.oldest = min(self.oldest, record.observed_at)
+        self.newest = max(self.newest, record.observed_at)
+
+
+class Record(Protocol):
+    """What a log keeps segments of: anything with a backend and an event time."""
+
+    @property
+    def backend_id(self) -> str: ...
+
+    @property
+    def observed_at(self) -> float: ...
+
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True)
+class Codec(Generic[R]):
+    """How records become bytes and back; decode returns the whole records
+    at the start of the bytes and how many bytes they take."""
+
+    encode: Callable[[Sequence[R]], bytes]
+    decode: Callable[[bytes], tuple[list[R], int]]
 
 
 def encode(points: Sequence[Point]) -> bytes:
@@ -90,7 +112,8 @@ def encode(points: Sequence[Point]) -> bytes:
 
 def decode(raw: bytes) -> tuple[list[Point], int]:
     """The whole records at the start of raw, and how many bytes they take.
-    Decoding stops at the first record that is torn or not a record."""
+    Decoding stops at the first record that is torn or not a record: a bad
+    backend id, or values the store would have refused."""
     points: list[Point] = []
     offset = 0
     names: dict[bytes, str] = {}  # one str per backend, not one per point
@@ -106,7 +129,20 @@ def decode(raw: bytes) -> tuple[list[Point], int]:
             if not BACKEND_ID.match(name):
                 break
             names[key] = name
-        points.append(Point(name, *_VALUES.unpack_from(raw, end - _VALUES.size)))
+        t, load, latency, error = _VALUES.unpack_from(raw, end - _VALUES.size)
+        # The store writes only points it accepted, so values it would refuse
+        # (NaN, out of range) mean the bytes were damaged: serving them would
+        # hand the trainer garbage and break ReadHistory on an unsendable time.
+        # problem()'s rules, written out: comparisons are false for NaN, and
+        # this loop runs for every point a training reads.
+        if not (
+            0.0 < t <= MAX_OBSERVED_AT
+            and 0.0 <= load <= MAX_MAGNITUDE
+            and 0.0 <= latency <= MAX_MAGNITUDE
+            and 0.0 <= error <= 1.0
+        ):
+            break
+        points.append(Point(name, t, load, latency, error))
         offset = end
     return points, offset
 
@@ -136,14 +172,16 @@ def _sealed_name(seq: int, oldest: float, newest: float) -> str:
     return f"{seq:010d}-{math.floor(oldest * 1000)}-{math.ceil(newest * 1000)}.seg"
 
 
-class History:
+class SegmentLog(Generic[R]):
     """Thread-safe. One lock orders appends and retention; reads copy the
     open segment under it and read sealed segments, which never change,
-    without it."""
+    without it. History is the log of points; the outcome summaries
+    (services.feature_store.outcomes) are kept by the same code."""
 
-    def __init__(self, directory: Path, retention: Retention) -> None:
+    def __init__(self, directory: Path, retention: Retention, codec: Codec[R]) -> None:
         self.directory = directory
         self.retention = retention
+        self._codec = codec
         self._lock = threading.Lock()
         self._sealed: list[_Segment] = []
         self._newest = -math.inf
@@ -176,7 +214,7 @@ class History:
         if not (path.suffix == OPEN_SUFFIX and path.stem.isdigit()):
             return
         raw = path.read_bytes()
-        points, whole = decode(raw)
+        points, whole = self._codec.decode(raw)
         if whole < len(raw):
             _log.warning("history_torn_tail_cut", path=str(path), bytes_cut=len(raw) - whole)
             with path.open("r+b") as handle:
@@ -209,10 +247,10 @@ class History:
         with self._lock:
             return self._newest if self._sealed or self._open.size else None
 
-    def append(self, points: Sequence[Point]) -> None:
+    def append(self, points: Sequence[R]) -> None:
         if not points:
             return
-        raw = encode(points)
+        raw = self._codec.encode(points)
         with self._lock:
             try:
                 self._write(raw)
@@ -269,7 +307,7 @@ class History:
 
     def read(
         self, start: float, end: float, backend_ids: Sequence[str] = (), batch_points: int = 4096
-    ) -> Iterator[list[Point]]:
+    ) -> Iterator[list[R]]:
         """Points with start <= observed_at < end, in the order they were
         accepted, in batches of at most batch_points. Only the named
         backends when any are named."""
@@ -277,9 +315,9 @@ class History:
         with self._lock:
             sealed = [s for s in self._sealed if s.covers(start, end)]
             tail = self._open.path.read_bytes()[: self._open.size] if self._open.covers(start, end) else b""
-        batch: list[Point] = []
+        batch: list[R] = []
         for raw in self._segment_bytes(sealed, tail):
-            points, _ = decode(raw)
+            points, _ = self._codec.decode(raw)
             for p in points:
                 if start <= p.observed_at < end and (not wanted or p.backend_id in wanted):
                     batch.append(p)
@@ -304,3 +342,13 @@ class History:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+POINTS: Codec[Point] = Codec(encode, decode)
+
+
+class History(SegmentLog[Point]):
+    """The telemetry points the store accepted."""
+
+    def __init__(self, directory: Path, retention: Retention) -> None:
+        super().__init__(directory, retention, POINTS)

@@ -7,6 +7,7 @@ import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.common import addresses, admin, config
 from services.common.admin import REFUSE_ALL, AdminAuth
@@ -36,6 +37,9 @@ class TrainerConfig:
     window_s: float = 300.0
     window_max_points: int = 256
     publish_timeout_s: float = 60.0
+    # The only directory Train's csv_path may name files in (resolved, so
+    # symlinks are followed before the check); None refuses csv_path.
+    data_dir: Path | None = None
     # Train needs this token, and the trainer sends it when it publishes;
     # the default refuses Train and publishes with no token.
     admin: AdminAuth = REFUSE_ALL
@@ -93,8 +97,28 @@ def parser() -> argparse.ArgumentParser:
         default=60.0,
         help="deadline of one PublishModel call, seconds",
     )
+    config.option(
+        p,
+        "--data-dir",
+        env="ACE_DATA_DIR",
+        cast=str,
+        default="",
+        help="directory Train's csv_path may read history files from; a path resolving outside it is refused "
+        "(empty: csv_path is refused)",
+    )
     admin.add_options(p)
     return p
+
+
+def _data_dir(raw: str) -> Path | None:
+    if not raw:
+        return None
+    try:
+        path = Path(raw).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise config.ConfigError(f"--data-dir: cannot resolve {raw!r}: {exc}") from exc
+    require(path.is_dir(), f"--data-dir: {raw!r} is not a directory")
+    return path
 
 
 def _positive(name: str, value: float) -> None:
@@ -124,6 +148,7 @@ def build(args: argparse.Namespace) -> TrainerConfig:
         window_s=args.window_s,
         window_max_points=args.window_max_points,
         publish_timeout_s=args.publish_timeout_s,
+        data_dir=_data_dir(args.data_dir),
         admin=admin.from_args(args),
     )
 

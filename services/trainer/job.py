@@ -6,6 +6,7 @@ function so that this module needs no gRPC."""
 from __future__ import annotations
 
 import math
+import stat
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -45,7 +46,7 @@ class SyntheticSource:
 
 @dataclass(frozen=True)
 class CsvSource:
-    path: str  # on the trainer's filesystem
+    path: str  # under the trainer's --data-dir: relative to it, or absolute
 
 
 @dataclass(frozen=True)
@@ -184,19 +185,48 @@ def _resolve_source(source: Source) -> Source:
     return resolved
 
 
-def load_history(source: Source) -> list[Point]:
-    """The points of a source. InvalidInput naming csv_path (and the line)
-    for a CSV file that cannot be read or parsed. The feature store's
-    history needs a client, which the server adds (services.trainer.history)."""
+def csv_file(data_dir: Path | None, requested: str) -> Path:
+    """The file a csv_path names, confined to data_dir: symlinks and `..`
+    are resolved first, so neither leads out of it. Train is an admin call,
+    but its token should not also be a read of every file the trainer can
+    open, and the CSV reader's errors quote the lines they refuse.
+    FailedPrecondition without a data_dir; InvalidInput for a path that
+    resolves outside it (or to no regular file), checked before anything is
+    opened, so the answer tells nothing of what lies outside."""
+    if data_dir is None:
+        raise FailedPrecondition("csv_path: this trainer reads no CSV files; start it with --data-dir (ACE_DATA_DIR)")
+    try:
+        root = data_dir.resolve(strict=True)
+        path = (root / requested).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop; ValueError: a NUL byte
+        # Without the exception's text, which can name a path outside.
+        raise InvalidInput(f"csv_path: cannot resolve {requested!r}") from exc
+    if not path.is_relative_to(root):
+        raise InvalidInput(f"csv_path: {requested!r} is outside the trainer's --data-dir")
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:  # missing, or a name too long
+        raise InvalidInput(f"csv_path: cannot read {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(mode):  # a FIFO would block the training, a device is no history
+        raise InvalidInput(f"csv_path: {requested!r} is not a regular file")
+    return path
+
+
+def load_history(source: Source, data_dir: Path | None = None) -> list[Point]:
+    """The points of a source. A CSV file is read only under data_dir (see
+    csv_file); InvalidInput naming csv_path (and the line) for one that
+    cannot be read or parsed. The feature store's history needs a client,
+    which the server adds (services.trainer.history)."""
     if isinstance(source, FeatureStoreSource):
         raise FailedPrecondition("feature_store: this trainer has no feature store client")
     if isinstance(source, SyntheticSource):
         return synthetic.random_history(source.seed, source.backends, source.duration_s, source.interval_s).points
+    path = csv_file(data_dir, source.path)
     points: list[Point] = []
     try:
-        points.extend(read_csv(Path(source.path)))
+        points.extend(read_csv(path))
     except OSError as exc:
-        raise InvalidInput(f"csv_path: cannot read {source.path}: {exc.strerror or exc}") from exc
+        raise InvalidInput(f"csv_path: cannot read {path}: {exc.strerror or exc}") from exc
     except ValueError as exc:  # read_csv names the line
         raise InvalidInput(f"csv_path: {exc}") from exc
     return points

@@ -131,7 +131,7 @@ def start(
     def load(source: job.Source) -> list[Point]:
         if isinstance(source, job.FeatureStoreSource):
             return history.read(feature_store, source)
-        return job.load_history(source)
+        return job.load_history(source, config.data_dir)
 
     trainer = Trainer(limits=config.window_limits, publisher=publisher, load=load_history or load, now=now)
     servicer = TrainerServicer(trainer, Defaults(horizon_s=config.horizon_s, threshold_ms=config.threshold_ms))

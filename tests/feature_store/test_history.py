@@ -37,6 +37,25 @@ def test_decoding_stops_at_a_torn_record():
     assert used == len(encode(points("a", T0, 2)))
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Point("a", math.nan, 1.0, 50.0, 0.0),
+        Point("a", -math.inf, 1.0, 50.0, 0.0),
+        Point("a", 1e300, 1.0, 50.0, 0.0),  # no Timestamp can carry it
+        Point("a", T0, -1.0, 50.0, 0.0),
+        Point("a", T0, 1.0, math.inf, 0.0),
+        Point("a", T0, 1.0, 50.0, 1.7e159),
+    ],
+)
+def test_decoding_stops_at_values_the_store_never_accepts(bad):
+    # Found by `make fuzz` (trainer target): a damaged segment was served
+    # as it was, and the trainer got these points.
+    good = points("a", T0, 2)
+    got, used = decode(encode([*good, bad, *points("a", T0 + 100, 2)]))
+    assert (got, used) == (good, len(encode(good)))
+
+
 def test_reads_a_range_in_arrival_order_in_batches(tmp_path: Path, request: pytest.FixtureRequest):
     history = History(tmp_path, BIG)
     request.addfinalizer(history.close)

@@ -99,6 +99,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             admin=ADMIN,
             predictor_addr=addr["predictor"],
             feature_store_addr=addr["feature_store"],
+            data_dir=tmp,
         )
     )
     channels = {name: grpc.insecure_channel(f"127.0.0.1:{s.port}") for name, s in servers.items()}
@@ -485,7 +486,14 @@ def train_requests(draw: st.DrawFn) -> trainer_pb2.TrainRequest:
         )
         msg.synthetic.interval_s = draw(st.one_of(weird_floats.filter(lambda f: not 0 <= f < 5), st.floats(5, 60)))
     elif source == "csv":
-        msg.csv_path = draw(st.one_of(ids, st.sampled_from(["/nonexistent.csv", "/dev/null", "/etc/hostname", "."])))
+        msg.csv_path = draw(
+            st.one_of(
+                ids,
+                st.sampled_from(
+                    ["/nonexistent.csv", "/dev/null", "/etc/hostname", ".", "../../../../etc/hostname", "history"]
+                ),
+            )
+        )
     elif source == "feature_store":
         msg.feature_store.duration_s = draw(weird_floats)
     return msg

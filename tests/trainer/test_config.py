@@ -18,6 +18,7 @@ def _clean_env(monkeypatch):
         "ACE_WINDOW_S",
         "ACE_WINDOW_MAX_POINTS",
         "ACE_PUBLISH_TIMEOUT_S",
+        "ACE_DATA_DIR",
         "ACE_HOST",
         "ACE_GRACE_S",
         "ACE_LOG_FORMAT",
@@ -58,6 +59,8 @@ def test_environment_then_flags(monkeypatch):
         (["--predictor-addr", ""], "--predictor-addr"),
         (["--feature-store-addr", ""], "--feature-store-addr"),
         (["--predictor-publish-addrs", "predictor-pods"], "--predictor-publish-addrs"),
+        (["--data-dir", "/nonexistent/ace-data"], "--data-dir"),
+        (["--data-dir", "/dev/null"], "--data-dir"),
         (["--log-level", "loud"], "--log-level"),
     ],
 )
@@ -79,3 +82,11 @@ def test_publish_addresses_and_the_feature_store_come_from_the_environment(monke
     monkeypatch.setenv("ACE_FEATURE_STORE_ADDR", "feature-store:50051")
     cfg = config.load([])
     assert (cfg.predictor_publish_addrs, cfg.feature_store_addr) == ("predictor-pods:50052", "feature-store:50051")
+
+
+def test_the_data_dir_is_resolved_once_at_start(monkeypatch, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert TrainerConfig().data_dir is None
+    monkeypatch.setenv("ACE_DATA_DIR", str(tmp_path / "alias"))
+    assert config.load([]).data_dir == (tmp_path / "real").resolve()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Any
 
@@ -82,13 +83,14 @@ def test_out_of_range_values_name_their_field(overrides, field):
 def test_csv_history_is_read(tmp_path):
     points = [Point("a", 1000.0 + i, 1.0, 50.0, 0.0) for i in range(5)]
     write_csv(tmp_path / "h.csv", points)
-    assert job.load_history(CsvSource(str(tmp_path / "h.csv"))) == points
+    assert job.load_history(CsvSource(str(tmp_path / "h.csv")), tmp_path) == points
+    assert job.load_history(CsvSource("h.csv"), tmp_path) == points  # relative to the data dir
 
 
 def test_a_missing_csv_names_csv_path_and_the_file(tmp_path):
     missing = tmp_path / "nope.csv"
     with pytest.raises(InvalidInput, match=rf"^csv_path: cannot read {re.escape(str(missing))}: No such file"):
-        job.load_history(CsvSource(str(missing)))
+        job.load_history(CsvSource(str(missing)), tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -103,14 +105,88 @@ def test_a_malformed_csv_row_names_csv_path_and_the_line(tmp_path, body, line):
     path = tmp_path / "bad.csv"
     path.write_text("backend_id,observed_at,load,latency_ms,error_rate\n" + body)
     with pytest.raises(InvalidInput, match=rf"^csv_path: {re.escape(str(path))}:{line}: "):
-        job.load_history(CsvSource(str(path)))
+        job.load_history(CsvSource(str(path)), tmp_path)
 
 
 def test_a_csv_without_the_columns_names_csv_path(tmp_path):
     path = tmp_path / "cols.csv"
     path.write_text("backend_id,when\na,1\n")
     with pytest.raises(InvalidInput, match=r"^csv_path: .*missing columns"):
-        job.load_history(CsvSource(str(path)))
+        job.load_history(CsvSource(str(path)), tmp_path)
+
+
+# A file outside the data dir whose first data line the CSV reader would
+# quote in its refusal if it ever opened it.
+SECRET = "backend_id,observed_at,load,latency_ms,error_rate\nroot,1,1,secret-line,0\n"
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    inside = tmp_path / "data"
+    inside.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.csv").write_text(SECRET)
+    return inside
+
+
+def _refused(data_dir, requested: str) -> str:
+    with pytest.raises(InvalidInput) as refused:
+        job.load_history(CsvSource(requested), data_dir)
+    message = str(refused.value)
+    assert message.startswith("csv_path: "), message
+    assert "secret-line" not in message
+    return message
+
+
+def test_without_a_data_dir_csv_path_is_refused_naming_the_flag(tmp_path):
+    write_csv(tmp_path / "h.csv", [Point("a", 1000.0, 1.0, 50.0, 0.0)])
+    with pytest.raises(FailedPrecondition, match=r"^csv_path: .*--data-dir"):
+        job.load_history(CsvSource(str(tmp_path / "h.csv")))
+
+
+def test_an_absolute_path_outside_the_data_dir_is_refused(data_dir):
+    message = _refused(data_dir, str(data_dir.parent / "outside" / "secret.csv"))
+    assert "outside the trainer's --data-dir" in message
+
+
+def test_an_outside_file_that_does_not_exist_gets_the_same_answer(data_dir):
+    # Otherwise the answer would tell which files exist outside.
+    there = _refused(data_dir, str(data_dir.parent / "outside" / "secret.csv"))
+    missing = _refused(data_dir, str(data_dir.parent / "outside" / "missing.csv"))
+    assert there.replace("secret.csv", "X") == missing.replace("missing.csv", "X")
+
+
+@pytest.mark.parametrize(
+    "requested", ["../outside/secret.csv", "./../../{parent}/outside/secret.csv", "{data}/../outside/secret.csv"]
+)
+def test_dot_dot_out_of_the_data_dir_is_refused(data_dir, requested):
+    requested = requested.format(parent=data_dir.parent.name, data=data_dir)
+    assert "outside the trainer's --data-dir" in _refused(data_dir, requested)
+
+
+def test_a_symlink_out_of_the_data_dir_is_refused(data_dir):
+    (data_dir / "link.csv").symlink_to(data_dir.parent / "outside" / "secret.csv")
+    (data_dir / "linked-dir").symlink_to(data_dir.parent / "outside", target_is_directory=True)
+    assert "outside the trainer's --data-dir" in _refused(data_dir, "link.csv")
+    assert "outside the trainer's --data-dir" in _refused(data_dir, str(data_dir / "linked-dir" / "secret.csv"))
+
+
+def test_a_symlink_that_stays_inside_and_a_data_dir_reached_through_a_symlink_are_read(data_dir):
+    points = [Point("a", 1000.0 + i, 1.0, 50.0, 0.0) for i in range(3)]
+    write_csv(data_dir / "h.csv", points)
+    (data_dir / "latest.csv").symlink_to("h.csv")
+    alias = data_dir.parent / "alias"
+    alias.symlink_to(data_dir, target_is_directory=True)
+    assert job.load_history(CsvSource("latest.csv"), data_dir) == points
+    assert job.load_history(CsvSource(str(alias / "h.csv")), alias) == points
+    assert job.load_history(CsvSource(str(data_dir / "sub" / ".." / "h.csv")), alias) == points
+
+
+def test_what_is_no_regular_file_is_refused(data_dir):
+    os.mkfifo(data_dir / "pipe.csv")  # opening it would block the training
+    assert "not a regular file" in _refused(data_dir, "pipe.csv")
+    assert "not a regular file" in _refused(data_dir, ".")
+    assert "cannot resolve" in _refused(data_dir, "a\0b.csv")
 
 
 class _Publisher:

@@ -44,9 +44,15 @@ class _Trainer:
 
 
 @pytest.fixture
-def trainer(fake_predictor) -> Iterator[_Trainer]:
+def trainer(fake_predictor, tmp_path) -> Iterator[_Trainer]:
     _, port = fake_predictor
-    t = _Trainer(start(TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN, predictor_addr=f"127.0.0.1:{port}")))
+    t = _Trainer(
+        start(
+            TrainerConfig(
+                host="127.0.0.1", port=0, admin=OPEN_ADMIN, predictor_addr=f"127.0.0.1:{port}", data_dir=tmp_path
+            )
+        )
+    )
     yield t
     t.close()
 
@@ -183,6 +189,29 @@ def test_a_bad_csv_path_is_invalid_argument_naming_it(trainer, tmp_path):
     code, details = _code_and_details(trainer.stub, trainer_pb2.TrainRequest(csv_path=str(bad)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert details.startswith(f"csv_path: {bad}:3: latency_ms")
+
+
+def test_a_csv_path_outside_the_data_dir_is_invalid_argument(trainer, tmp_path):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.csv"
+    write_csv(outside, [Point("a", 1000.0, 1.0, 50.0, 0.0)])
+    try:
+        for requested in (str(outside), f"../{outside.name}"):
+            code, details = _code_and_details(trainer.stub, trainer_pb2.TrainRequest(csv_path=requested))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT
+            assert details == f"csv_path: {requested!r} is outside the trainer's --data-dir"
+    finally:
+        outside.unlink()
+
+
+def test_without_a_data_dir_csv_path_is_failed_precondition_naming_the_flag(fake_predictor, tmp_path):
+    write_csv(tmp_path / "history.csv", [Point("a", 1000.0, 1.0, 50.0, 0.0)])
+    t = _Trainer(start(TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN)))
+    try:
+        code, details = _code_and_details(t.stub, trainer_pb2.TrainRequest(csv_path=str(tmp_path / "history.csv")))
+    finally:
+        t.close()
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "--data-dir" in details
 
 
 @pytest.mark.parametrize(
