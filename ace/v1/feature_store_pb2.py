@@ -26,7 +26,7 @@ from ace.v1 import telemetry_pb2 as ace_dot_v1_dot_telemetry__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61\x63\x65/v1/feature_store.proto\x12\x06\x61\x63\x65.v1\x1a\x16\x61\x63\x65/v1/telemetry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\rIngestRequest\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.ace.v1.TelemetryPoint\"G\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12#\n\x08rejected\x18\x02 \x03(\x0b\x32\x11.ace.v1.Rejection\"*\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\")\n\x12GetFeaturesRequest\x12\x13\n\x0b\x62\x61\x63kend_ids\x18\x01 \x03(\t\"l\n\x13GetFeaturesResponse\x12\x15\n\rfeature_names\x18\x01 \x03(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\t\x12&\n\x07vectors\x18\x03 \x03(\x0b\x32\x15.ace.v1.FeatureVector\"\x16\n\x14WatchFeaturesRequest\"\x97\x01\n\x12ReadHistoryRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06last_s\x18\x03 \x01(\x01\x12\x13\n\x0b\x62\x61\x63kend_ids\x18\x04 \x03(\t\"6\n\x0cHistoryBatch\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.ace.v1.TelemetryPoint2\xe2\x02\n\x0c\x46\x65\x61tureStore\x12\x37\n\x06Ingest\x12\x15.ace.v1.IngestRequest\x1a\x16.ace.v1.IngestResponse\x12@\n\x0cIngestStream\x12\x16.ace.v1.TelemetryPoint\x1a\x16.ace.v1.IngestResponse(\x01\x12\x46\n\x0bGetFeatures\x12\x1a.ace.v1.GetFeaturesRequest\x1a\x1b.ace.v1.GetFeaturesResponse\x12L\n\rWatchFeatures\x12\x1c.ace.v1.WatchFeaturesRequest\x1a\x1b.ace.v1.GetFeaturesResponse0\x01\x12\x41\n\x0bReadHistory\x12\x1a.ace.v1.ReadHistoryRequest\x1a\x14.ace.v1.HistoryBatch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61\x63\x65/v1/feature_store.proto\x12\x06\x61\x63\x65.v1\x1a\x16\x61\x63\x65/v1/telemetry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\rIngestRequest\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.ace.v1.TelemetryPoint\"G\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12#\n\x08rejected\x18\x02 \x03(\x0b\x32\x11.ace.v1.Rejection\"*\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\")\n\x12GetFeaturesRequest\x12\x13\n\x0b\x62\x61\x63kend_ids\x18\x01 \x03(\t\"l\n\x13GetFeaturesResponse\x12\x15\n\rfeature_names\x18\x01 \x03(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\t\x12&\n\x07vectors\x18\x03 \x03(\x0b\x32\x15.ace.v1.FeatureVector\"\x16\n\x14WatchFeaturesRequest\"\xc6\x01\n\x12ReadHistoryRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06last_s\x18\x03 \x01(\x01\x12\x13\n\x0b\x62\x61\x63kend_ids\x18\x04 \x03(\t\x12\x18\n\x10include_outcomes\x18\x05 \x01(\x08\x12\x13\n\x0bskip_points\x18\x06 \x01(\x08\"`\n\x0cHistoryBatch\x12&\n\x06points\x18\x01 \x03(\x0b\x32\x16.ace.v1.TelemetryPoint\x12(\n\x08outcomes\x18\x02 \x03(\x0b\x32\x16.ace.v1.OutcomeSummary\"\xdb\x01\n\x0eOutcomeSummary\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x62ucket_s\x18\x03 \x01(\x01\x12\x15\n\rquality_count\x18\x04 \x01(\r\x12\x13\n\x0bquality_sum\x18\x05 \x01(\x01\x12\x15\n\rlatency_count\x18\x06 \x01(\r\x12\x16\n\x0elatency_sum_ms\x18\x07 \x01(\x01\x12\x16\n\x0elatency_max_ms\x18\x08 \x01(\x01\"T\n\x15IngestOutcomesRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12)\n\tsummaries\x18\x02 \x03(\x0b\x32\x16.ace.v1.OutcomeSummary\"b\n\x16IngestOutcomesResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12#\n\x08rejected\x18\x02 \x03(\x0b\x32\x11.ace.v1.Rejection\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x32\xb3\x03\n\x0c\x46\x65\x61tureStore\x12\x37\n\x06Ingest\x12\x15.ace.v1.IngestRequest\x1a\x16.ace.v1.IngestResponse\x12@\n\x0cIngestStream\x12\x16.ace.v1.TelemetryPoint\x1a\x16.ace.v1.IngestResponse(\x01\x12\x46\n\x0bGetFeatures\x12\x1a.ace.v1.GetFeaturesRequest\x1a\x1b.ace.v1.GetFeaturesResponse\x12L\n\rWatchFeatures\x12\x1c.ace.v1.WatchFeaturesRequest\x1a\x1b.ace.v1.GetFeaturesResponse0\x01\x12\x41\n\x0bReadHistory\x12\x1a.ace.v1.ReadHistoryRequest\x1a\x14.ace.v1.HistoryBatch0\x01\x12O\n\x0eIngestOutcomes\x12\x1d.ace.v1.IngestOutcomesRequest\x1a\x1e.ace.v1.IngestOutcomesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,9 +46,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHFEATURESREQUEST']._serialized_start=422
   _globals['_WATCHFEATURESREQUEST']._serialized_end=444
   _globals['_READHISTORYREQUEST']._serialized_start=447
-  _globals['_READHISTORYREQUEST']._serialized_end=598
-  _globals['_HISTORYBATCH']._serialized_start=600
-  _globals['_HISTORYBATCH']._serialized_end=654
-  _globals['_FEATURESTORE']._serialized_start=657
-  _globals['_FEATURESTORE']._serialized_end=1011
+  _globals['_READHISTORYREQUEST']._serialized_end=645
+  _globals['_HISTORYBATCH']._serialized_start=647
+  _globals['_HISTORYBATCH']._serialized_end=743
+  _globals['_OUTCOMESUMMARY']._serialized_start=746
+  _globals['_OUTCOMESUMMARY']._serialized_end=965
+  _globals['_INGESTOUTCOMESREQUEST']._serialized_start=967
+  _globals['_INGESTOUTCOMESREQUEST']._serialized_end=1051
+  _globals['_INGESTOUTCOMESRESPONSE']._serialized_start=1053
+  _globals['_INGESTOUTCOMESRESPONSE']._serialized_end=1151
+  _globals['_FEATURESTORE']._serialized_start=1154
+  _globals['_FEATURESTORE']._serialized_end=1589
 # @@protoc_insertion_point(module_scope)

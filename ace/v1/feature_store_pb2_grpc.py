@@ -75,6 +75,11 @@ class FeatureStoreStub:
                 request_serializer=ace_dot_v1_dot_feature__store__pb2.ReadHistoryRequest.SerializeToString,
                 response_deserializer=ace_dot_v1_dot_feature__store__pb2.HistoryBatch.FromString,
                 _registered_method=True)
+        self.IngestOutcomes = channel.unary_unary(
+                '/ace.v1.FeatureStore/IngestOutcomes',
+                request_serializer=ace_dot_v1_dot_feature__store__pb2.IngestOutcomesRequest.SerializeToString,
+                response_deserializer=ace_dot_v1_dot_feature__store__pb2.IngestOutcomesResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureStoreServicer:
@@ -145,6 +150,28 @@ class FeatureStoreServicer:
         INVALID_ARGUMENT for a range that ends before it starts, or last_s
         combined with start_time or end_time. An empty range, or an empty
         history, ends the stream without a message.
+
+        With include_outcomes, the outcome summaries of the same range and
+        backends (see IngestOutcomes) follow the points, in messages of their
+        own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestOutcomes(self, request, context):
+        """Stores outcome summaries, which the router sends: the latency and
+        quality outcomes of routed requests, summed per backend and bucket of
+        event time. Kept beside the telemetry history (in --history-dir, within
+        an eighth of --history-max-bytes and the same --history-max-age-s), so
+        the trainer reads both through ReadHistory. Summaries, not single outcomes: a router at
+        100 decisions a second would write 8.6 million records a day, most of
+        the history budget, where the trainer only needs each backend's quality
+        over time. Each summary is checked on its own, as Ingest checks points.
+        A batch_id seen before (among the last 10000) is answered `duplicate`
+        and stores nothing, so a router may resend a batch whose answer it lost.
+        FAILED_PRECONDITION when the store keeps no history; INVALID_ARGUMENT
+        for more than 10000 summaries or an empty batch_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,6 +204,11 @@ def add_FeatureStoreServicer_to_server(servicer, server):
                     servicer.ReadHistory,
                     request_deserializer=ace_dot_v1_dot_feature__store__pb2.ReadHistoryRequest.FromString,
                     response_serializer=ace_dot_v1_dot_feature__store__pb2.HistoryBatch.SerializeToString,
+            ),
+            'IngestOutcomes': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestOutcomes,
+                    request_deserializer=ace_dot_v1_dot_feature__store__pb2.IngestOutcomesRequest.FromString,
+                    response_serializer=ace_dot_v1_dot_feature__store__pb2.IngestOutcomesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -329,6 +361,33 @@ class FeatureStore:
             '/ace.v1.FeatureStore/ReadHistory',
             ace_dot_v1_dot_feature__store__pb2.ReadHistoryRequest.SerializeToString,
             ace_dot_v1_dot_feature__store__pb2.HistoryBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestOutcomes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ace.v1.FeatureStore/IngestOutcomes',
+            ace_dot_v1_dot_feature__store__pb2.IngestOutcomesRequest.SerializeToString,
+            ace_dot_v1_dot_feature__store__pb2.IngestOutcomesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,13 @@ class PredictorStub:
     restored when the predictor restarts. Swapping versions is atomic: every
     Predict call is answered entirely by one version.
 
+    Learning loop (when started with --feature-store-addr): the forecasts of
+    the active version and of shadow versions are scored against the latency
+    that followed, a drift detector watches the active version's error, a
+    shadow candidate is promoted or refused by a gate, and a promoted version
+    that turns out clearly worse than the one before it is rolled back. See
+    GetModelHealth.
+
     Health: NOT_SERVING until a model is active.
     """
 
@@ -68,6 +75,11 @@ class PredictorStub:
                 request_serializer=ace_dot_v1_dot_predictor__pb2.RollbackRequest.SerializeToString,
                 response_deserializer=ace_dot_v1_dot_predictor__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.GetModelHealth = channel.unary_unary(
+                '/ace.v1.Predictor/GetModelHealth',
+                request_serializer=ace_dot_v1_dot_predictor__pb2.GetModelHealthRequest.SerializeToString,
+                response_deserializer=ace_dot_v1_dot_predictor__pb2.ModelHealth.FromString,
+                _registered_method=True)
 
 
 class PredictorServicer:
@@ -78,6 +90,13 @@ class PredictorServicer:
     predictions sent with it. Versions are kept on disk and the active one is
     restored when the predictor restarts. Swapping versions is atomic: every
     Predict call is answered entirely by one version.
+
+    Learning loop (when started with --feature-store-addr): the forecasts of
+    the active version and of shadow versions are scored against the latency
+    that followed, a drift detector watches the active version's error, a
+    shadow candidate is promoted or refused by a gate, and a promoted version
+    that turns out clearly worse than the one before it is rolled back. See
+    GetModelHealth.
 
     Health: NOT_SERVING until a model is active.
     """
@@ -102,7 +121,11 @@ class PredictorServicer:
         for a missing or repeated metadata message, a chunk before the metadata,
         a size or checksum mismatch, or a model that fails validation;
         ALREADY_EXISTS for a version that is already stored. A rejected model
-        changes nothing.
+        changes nothing. What a stored version becomes depends on its metadata:
+        `stage_only`: stored only; `shadow`: the candidate (see
+        ModelMetadata.shadow); neither: active at once, which for a predictor
+        that already has an active version is the operator's forced publish,
+        bypassing the gate (logged `model_activated forced=true`).
         Admin call: needs `authorization: Bearer <token>` metadata;
         UNAUTHENTICATED without it or with a wrong one, PERMISSION_DENIED when
         the server has no token configured.
@@ -137,6 +160,16 @@ class PredictorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModelHealth(self, request, context):
+        """How the active version and the shadow versions are doing against what
+        actually happened, the drift detectors and the gate's latest decision.
+        Answers with no versions when the learning loop is off (no
+        --feature-store-addr) or nothing has been labelled yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PredictorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +198,11 @@ def add_PredictorServicer_to_server(servicer, server):
                     request_deserializer=ace_dot_v1_dot_predictor__pb2.RollbackRequest.FromString,
                     response_serializer=ace_dot_v1_dot_predictor__pb2.ModelInfo.SerializeToString,
             ),
+            'GetModelHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelHealth,
+                    request_deserializer=ace_dot_v1_dot_predictor__pb2.GetModelHealthRequest.FromString,
+                    response_serializer=ace_dot_v1_dot_predictor__pb2.ModelHealth.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'ace.v1.Predictor', rpc_method_handlers)
@@ -181,6 +219,13 @@ class Predictor:
     predictions sent with it. Versions are kept on disk and the active one is
     restored when the predictor restarts. Swapping versions is atomic: every
     Predict call is answered entirely by one version.
+
+    Learning loop (when started with --feature-store-addr): the forecasts of
+    the active version and of shadow versions are scored against the latency
+    that followed, a drift detector watches the active version's error, a
+    shadow candidate is promoted or refused by a gate, and a promoted version
+    that turns out clearly worse than the one before it is rolled back. See
+    GetModelHealth.
 
     Health: NOT_SERVING until a model is active.
     """
@@ -310,6 +355,33 @@ class Predictor:
             '/ace.v1.Predictor/Rollback',
             ace_dot_v1_dot_predictor__pb2.RollbackRequest.SerializeToString,
             ace_dot_v1_dot_predictor__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ace.v1.Predictor/GetModelHealth',
+            ace_dot_v1_dot_predictor__pb2.GetModelHealthRequest.SerializeToString,
+            ace_dot_v1_dot_predictor__pb2.ModelHealth.FromString,
             options,
             channel_credentials,
             insecure,

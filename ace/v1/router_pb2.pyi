@@ -32,6 +32,13 @@ class DecisionBasis(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OBSERVED_LATENCY: _ClassVar[DecisionBasis]
     COLD_START: _ClassVar[DecisionBasis]
     NO_TELEMETRY: _ClassVar[DecisionBasis]
+
+class OutcomeStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_STATUS_UNSPECIFIED: _ClassVar[OutcomeStatus]
+    ACCEPTED: _ClassVar[OutcomeStatus]
+    DUPLICATE: _ClassVar[OutcomeStatus]
+    REJECTED: _ClassVar[OutcomeStatus]
 ACTION_UNSPECIFIED: Action
 PRIMARY: Action
 REROUTE: Action
@@ -46,6 +53,10 @@ FORECAST: DecisionBasis
 OBSERVED_LATENCY: DecisionBasis
 COLD_START: DecisionBasis
 NO_TELEMETRY: DecisionBasis
+OUTCOME_STATUS_UNSPECIFIED: OutcomeStatus
+ACCEPTED: OutcomeStatus
+DUPLICATE: OutcomeStatus
+REJECTED: OutcomeStatus
 
 class DecideRequest(_message.Message):
     __slots__ = ("request_id", "candidates", "in_flight")
@@ -65,7 +76,7 @@ class DecideRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., in_flight: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("request_id", "backend_id", "action", "predicted_latency_ms", "reason", "model_version", "fallbacks", "basis", "breaker_state", "as_of", "skipped")
+    __slots__ = ("request_id", "backend_id", "action", "predicted_latency_ms", "reason", "model_version", "fallbacks", "basis", "breaker_state", "as_of", "skipped", "decision_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +88,7 @@ class Decision(_message.Message):
     BREAKER_STATE_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     backend_id: str
     action: Action
@@ -88,7 +100,8 @@ class Decision(_message.Message):
     breaker_state: BreakerState
     as_of: _timestamp_pb2.Timestamp
     skipped: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., backend_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., predicted_latency_ms: _Optional[float] = ..., reason: _Optional[str] = ..., model_version: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...
+    decision_id: str
+    def __init__(self, request_id: _Optional[str] = ..., backend_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., predicted_latency_ms: _Optional[float] = ..., reason: _Optional[str] = ..., model_version: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., skipped: _Optional[_Iterable[str]] = ..., decision_id: _Optional[str] = ...) -> None: ...
 
 class GetRoutingTableRequest(_message.Message):
     __slots__ = ()
@@ -195,3 +208,75 @@ class RiskDriver(_message.Message):
     z_score: float
     weight: float
     def __init__(self, feature: _Optional[str] = ..., value: _Optional[float] = ..., z_score: _Optional[float] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class ReportOutcomesRequest(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[Outcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[Outcome, _Mapping]]] = ...) -> None: ...
+
+class Outcome(_message.Message):
+    __slots__ = ("decision_id", "latency_ms", "quality", "failed")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    latency_ms: float
+    quality: float
+    failed: bool
+    def __init__(self, decision_id: _Optional[str] = ..., latency_ms: _Optional[float] = ..., quality: _Optional[float] = ..., failed: _Optional[bool] = ...) -> None: ...
+
+class OutcomeReceipt(_message.Message):
+    __slots__ = ("index", "status", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    status: OutcomeStatus
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[OutcomeStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReportOutcomesResponse(_message.Message):
+    __slots__ = ("receipts",)
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    receipts: _containers.RepeatedCompositeFieldContainer[OutcomeReceipt]
+    def __init__(self, receipts: _Optional[_Iterable[_Union[OutcomeReceipt, _Mapping]]] = ...) -> None: ...
+
+class GetPolicyShadowRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PolicyShadowReport(_message.Message):
+    __slots__ = ("live_threshold_ms", "alternative_threshold_ms", "decisions", "differing", "pairs", "compared", "missing_live", "missing_alternative", "live_breaches", "alternative_breaches", "only_live_breached", "only_alternative_breached", "p_value", "significant", "reason")
+    LIVE_THRESHOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATIVE_THRESHOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    DIFFERING_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_FIELD_NUMBER: _ClassVar[int]
+    MISSING_LIVE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_ALTERNATIVE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_BREACHES_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATIVE_BREACHES_FIELD_NUMBER: _ClassVar[int]
+    ONLY_LIVE_BREACHED_FIELD_NUMBER: _ClassVar[int]
+    ONLY_ALTERNATIVE_BREACHED_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SIGNIFICANT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    live_threshold_ms: float
+    alternative_threshold_ms: float
+    decisions: int
+    differing: int
+    pairs: int
+    compared: int
+    missing_live: int
+    missing_alternative: int
+    live_breaches: int
+    alternative_breaches: int
+    only_live_breached: int
+    only_alternative_breached: int
+    p_value: float
+    significant: bool
+    reason: str
+    def __init__(self, live_threshold_ms: _Optional[float] = ..., alternative_threshold_ms: _Optional[float] = ..., decisions: _Optional[int] = ..., differing: _Optional[int] = ..., pairs: _Optional[int] = ..., compared: _Optional[int] = ..., missing_live: _Optional[int] = ..., missing_alternative: _Optional[int] = ..., live_breaches: _Optional[int] = ..., alternative_breaches: _Optional[int] = ..., only_live_breached: _Optional[int] = ..., only_alternative_breached: _Optional[int] = ..., p_value: _Optional[float] = ..., significant: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...

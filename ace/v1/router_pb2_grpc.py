@@ -68,6 +68,16 @@ class RouterStub:
                 request_serializer=ace_dot_v1_dot_router__pb2.GetRiskReportRequest.SerializeToString,
                 response_deserializer=ace_dot_v1_dot_router__pb2.RiskReport.FromString,
                 _registered_method=True)
+        self.ReportOutcomes = channel.unary_unary(
+                '/ace.v1.Router/ReportOutcomes',
+                request_serializer=ace_dot_v1_dot_router__pb2.ReportOutcomesRequest.SerializeToString,
+                response_deserializer=ace_dot_v1_dot_router__pb2.ReportOutcomesResponse.FromString,
+                _registered_method=True)
+        self.GetPolicyShadow = channel.unary_unary(
+                '/ace.v1.Router/GetPolicyShadow',
+                request_serializer=ace_dot_v1_dot_router__pb2.GetPolicyShadowRequest.SerializeToString,
+                response_deserializer=ace_dot_v1_dot_router__pb2.PolicyShadowReport.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -127,6 +137,37 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportOutcomes(self, request, context):
+        """Reports what happened to decided requests: the latency each saw (seconds
+        later) and its quality score (possibly hours later, in a separate
+        report). It lives on the router because decision ids are the router's:
+        only the router knows which backend, forecast and model a decision
+        used, so only it can join an outcome to them and refuse an id it never
+        issued. Each outcome is checked on its own and answered with a receipt
+        in the same position; a batch with rejected outcomes still succeeds.
+        INVALID_ARGUMENT only for more than 10000 outcomes in one request.
+        Outcomes of local picks (services/router/client.py) cannot be reported:
+        the router never saw those decisions, so they have no decision_id.
+        Accepted latency and quality outcomes are summed per backend and 10 s of
+        event time and forwarded, batched, to the feature store
+        (FeatureStore.IngestOutcomes), where the trainer reads them as quality
+        labels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicyShadow(self, request, context):
+        """How an alternative policy setting (--shadow-threshold-ms) would have done
+        on the same live traffic: SLO breaches of the live choices against the
+        alternative's on the decisions where the two differ, with an exact
+        McNemar test. FAILED_PRECONDITION when the router runs without a shadow
+        (--shadow-threshold-ms 0).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +190,16 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.GetRiskReport,
                     request_deserializer=ace_dot_v1_dot_router__pb2.GetRiskReportRequest.FromString,
                     response_serializer=ace_dot_v1_dot_router__pb2.RiskReport.SerializeToString,
+            ),
+            'ReportOutcomes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportOutcomes,
+                    request_deserializer=ace_dot_v1_dot_router__pb2.ReportOutcomesRequest.FromString,
+                    response_serializer=ace_dot_v1_dot_router__pb2.ReportOutcomesResponse.SerializeToString,
+            ),
+            'GetPolicyShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyShadow,
+                    request_deserializer=ace_dot_v1_dot_router__pb2.GetPolicyShadowRequest.FromString,
+                    response_serializer=ace_dot_v1_dot_router__pb2.PolicyShadowReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +324,60 @@ class Router:
             '/ace.v1.Router/GetRiskReport',
             ace_dot_v1_dot_router__pb2.GetRiskReportRequest.SerializeToString,
             ace_dot_v1_dot_router__pb2.RiskReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcomes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ace.v1.Router/ReportOutcomes',
+            ace_dot_v1_dot_router__pb2.ReportOutcomesRequest.SerializeToString,
+            ace_dot_v1_dot_router__pb2.ReportOutcomesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ace.v1.Router/GetPolicyShadow',
+            ace_dot_v1_dot_router__pb2.GetPolicyShadowRequest.SerializeToString,
+            ace_dot_v1_dot_router__pb2.PolicyShadowReport.FromString,
             options,
             channel_credentials,
             insecure,

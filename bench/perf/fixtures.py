@@ -14,6 +14,7 @@ from ace.v1 import predictor_pb2, router_pb2, router_pb2_grpc
 from services.common import features, logs, synthetic
 from services.common.serving import RunningServer, start_server
 from services.common.window import WindowLimits
+from services.router.outcomes import DecisionLog
 from services.router.policy import Settings
 from services.router.server import SERVICE_NAME, RouterServicer
 from services.router.table import RoutingTable, Update
@@ -59,8 +60,9 @@ def train_forest(backends: int, hours: float) -> Forest:
 
 def table_of(backends: int, *, open_every: int = 7) -> RoutingTable:
     """A routing table of warm backends with forecasts; every `open_every`th
-    one is forecast over the threshold, so decisions skip some."""
-    table = RoutingTable(Settings())
+    one is forecast over the threshold, so decisions skip some. With the
+    decision log the router always keeps, so every decision gets its id."""
+    table = RoutingTable(Settings(), DecisionLog())
     zeros = np.zeros(features.N_FEATURES)
     table.apply(
         [

@@ -10,6 +10,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from services.common import tls
+
 T = TypeVar("T")
 
 DEFAULT_PORTS = {"feature_store": 50051, "predictor": 50052, "router": 50053, "trainer": 50054}
@@ -68,6 +70,30 @@ def service_parser(service: str, description: str) -> argparse.ArgumentParser:
         help="console or json (default: by terminal)",
     )
     option(parser, "--log-level", env="ACE_LOG_LEVEL", cast=str, default="info", help="debug, info, warning or error")
+    option(
+        parser,
+        "--tls-cert-file",
+        env="ACE_TLS_CERT_FILE",
+        cast=str,
+        default="",
+        help="PEM certificate chain: serve TLS on the port (with --tls-key-file); empty serves plaintext",
+    )
+    option(
+        parser,
+        "--tls-key-file",
+        env="ACE_TLS_KEY_FILE",
+        cast=str,
+        default="",
+        help="PEM private key of the certificate",
+    )
+    option(
+        parser,
+        "--tls-ca-file",
+        env="ACE_TLS_CA_FILE",
+        cast=str,
+        default="",
+        help="PEM CA: call the services this one depends on over TLS, checking their certificates",
+    )
     return parser
 
 
@@ -101,8 +127,12 @@ SHARED_FIELDS = ("host", "port", "grace_s", "log_format", "log_level")
 
 def shared(args: argparse.Namespace) -> dict[str, Any]:
     """The options service_parser adds, as keyword arguments for a service's
-    config dataclass (each declares these five fields)."""
-    return {name: getattr(args, name) for name in SHARED_FIELDS}
+    config dataclass (each declares these five fields and `tls`)."""
+    try:
+        settings = tls.load(args.tls_cert_file, args.tls_key_file, args.tls_ca_file)
+    except tls.TlsError as exc:
+        raise ConfigError(str(exc)) from exc
+    return {**{name: getattr(args, name) for name in SHARED_FIELDS}, "tls": settings}
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, build: Callable[[argparse.Namespace], T]) -> T:

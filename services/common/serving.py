@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from services.common.admin import AdminAuth, AdminInterceptor
 from services.common.grpc_errors import ErrorInterceptor
 from services.common.reflection import DocumentedReflection
+from services.common.tls import PLAINTEXT, Tls, add_port
 
 _log = structlog.get_logger("serving")
 
@@ -67,10 +68,12 @@ def start_server(
     max_workers: int = 32,
     options: Sequence[tuple[str, int]] = (),
     admin: AdminAuth | None = None,
+    tls: Tls = PLAINTEXT,
 ) -> RunningServer:
     """Starts a server with the service that `register` adds, health and
     reflection. Port 0 picks a free port; the bound one is returned. Admin
-    calls are refused unless `admin` holds a token (or is insecure)."""
+    calls are refused unless `admin` holds a token (or is insecure). With a
+    certificate in `tls`, the port serves TLS only."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service_name),
         interceptors=[AdminInterceptor(admin or AdminAuth()), ErrorInterceptor()],
@@ -81,7 +84,7 @@ def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(DocumentedReflection(names), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = add_port(server, f"{host}:{port}", tls)
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
     server.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from services.common import config
 from services.common.config import option, require
+from services.common.tls import PLAINTEXT, Tls
 from services.common.window import WindowLimits
 from services.feature_store.history import Retention
 
@@ -21,6 +22,7 @@ class FeatureStoreConfig:
     grace_s: float = 5.0
     log_format: str = ""  # "" picks by terminal
     log_level: str = "info"
+    tls: Tls = PLAINTEXT
     window_s: float = 300.0
     window_max_points: int = 256
     max_backends: int = 10_000

@@ -10,6 +10,7 @@ from contextlib import closing
 import grpc
 
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc, telemetry_pb2
+from services.common import outcome_summary
 from services.common.errors import FailedPrecondition, InvalidInput, ResourceExhausted, Unavailable
 from services.common.features import FEATURE_NAMES, SCHEMA_VERSION
 from services.common.points import to_message
@@ -18,7 +19,8 @@ from services.common.slots import StreamSlots
 from services.common.telemetry import Point, problem
 from services.common.timeutil import set_timestamp, to_seconds
 from services.feature_store.config import FeatureStoreConfig
-from services.feature_store.history import History, event_range
+from services.feature_store.history import History, Retention, event_range
+from services.feature_store.outcomes import OutcomeLog
 from services.feature_store.store import BackendVector, Rejection, Store
 
 SERVICE_NAME = feature_store_pb2.DESCRIPTOR.services_by_name["FeatureStore"].full_name
@@ -32,6 +34,11 @@ UNARY_WORKERS = 16
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024
 # Points per ReadHistory message: about 200 KB, well under gRPC's 4 MB.
 HISTORY_BATCH_POINTS = 4096
+# Summaries per IngestOutcomes request, as points per Ingest.
+MAX_SUMMARIES_PER_REQUEST = 10_000
+# Outcome summaries get this share of --history-max-bytes: a summary per
+# backend and 10 s is about as much as the telemetry itself.
+OUTCOMES_SHARE = 8
 
 
 def point_of(msg: telemetry_pb2.TelemetryPoint) -> Point | str:
@@ -64,8 +71,11 @@ def features_response(vectors: Iterable[BackendVector]) -> feature_store_pb2.Get
 
 
 class FeatureStoreServicer(feature_store_pb2_grpc.FeatureStoreServicer):
-    def __init__(self, store: Store, *, max_points_per_request: int, max_streams: int) -> None:
+    def __init__(
+        self, store: Store, *, max_points_per_request: int, max_streams: int, outcomes: OutcomeLog | None = None
+    ) -> None:
         self._store = store
+        self._outcomes = outcomes
         self._max_points = max_points_per_request
         self._streams = StreamSlots(max_streams)
 
@@ -147,10 +157,33 @@ class FeatureStoreServicer(feature_store_pb2_grpc.FeatureStoreServicer):
             history.newest,
         )
         with self._streams.hold("ReadHistory"):
-            for batch in history.read(start, end, request.backend_ids, HISTORY_BATCH_POINTS):
+            points = () if request.skip_points else history.read(start, end, request.backend_ids, HISTORY_BATCH_POINTS)
+            for batch in points:
                 if not context.is_active():
                     return
                 yield feature_store_pb2.HistoryBatch(points=[to_message(p) for p in batch])
+            if request.include_outcomes and self._outcomes is not None:
+                for summaries in self._outcomes.read(start, end, request.backend_ids, HISTORY_BATCH_POINTS):
+                    if not context.is_active():
+                        return
+                    yield feature_store_pb2.HistoryBatch(outcomes=[outcome_summary.to_message(s) for s in summaries])
+
+    def IngestOutcomes(
+        self, request: feature_store_pb2.IngestOutcomesRequest, context: grpc.ServicerContext
+    ) -> feature_store_pb2.IngestOutcomesResponse:
+        if self._outcomes is None:
+            raise FailedPrecondition("history: this feature store keeps none (it runs without --history-dir)")
+        if not request.batch_id:
+            raise InvalidInput("batch_id: must not be empty")
+        n = len(request.summaries)
+        if n > MAX_SUMMARIES_PER_REQUEST:
+            raise InvalidInput(f"summaries: at most {MAX_SUMMARIES_PER_REQUEST} per request, got {n}")
+        result = self._outcomes.ingest(request.batch_id, [outcome_summary.from_message(m) for m in request.summaries])
+        return feature_store_pb2.IngestOutcomesResponse(
+            accepted=result.accepted,
+            rejected=[feature_store_pb2.Rejection(index=r.index, reason=r.reason) for r in result.rejected],
+            duplicate=result.duplicate,
+        )
 
 
 def start(config: FeatureStoreConfig, store: Store | None = None) -> RunningServer:
@@ -159,8 +192,15 @@ def start(config: FeatureStoreConfig, store: Store | None = None) -> RunningServ
     if store is None:
         history = History(config.history_dir, config.retention) if config.history_dir is not None else None
         store = Store(config.limits, config.max_backends, history)
+    outcomes = None
+    if config.history_dir is not None:
+        share = Retention(max(config.history_max_bytes // OUTCOMES_SHARE, 1), config.history_max_age_s)
+        outcomes = OutcomeLog(config.history_dir, share)
     servicer = FeatureStoreServicer(
-        store, max_points_per_request=config.max_points_per_request, max_streams=config.max_streams
+        store,
+        max_points_per_request=config.max_points_per_request,
+        max_streams=config.max_streams,
+        outcomes=outcomes,
     )
     running = start_server(
         host=config.host,
@@ -170,10 +210,13 @@ def start(config: FeatureStoreConfig, store: Store | None = None) -> RunningServ
         serving=True,
         max_workers=config.max_streams + UNARY_WORKERS,
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
+        tls=config.tls,
     )
     # Watch streams never end on their own: end them before the grace period
     # so that it serves the calls that do.
     running.on_closing.append(store.close)
     if store.history is not None:
         running.on_stop.append(store.history.close)
+    if outcomes is not None:
+        running.on_stop.append(outcomes.close)
     return running

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common import admin, config
 from services.common.admin import REFUSE_ALL, AdminAuth
+from services.common.config import require
+from services.common.drift import Direction, PageHinkleySettings
+from services.common.tls import PLAINTEXT, Tls
+from services.predictor.gate import GateSettings, Metric
+from services.predictor.loop import LoopSettings
 
 MIB = 1024 * 1024
 
@@ -20,10 +26,19 @@ class PredictorConfig:
     grace_s: float = 5.0
     log_format: str = ""
     log_level: str = "info"
+    tls: Tls = PLAINTEXT
     model_dir: Path = Path(".run/models")
     max_model_bytes: int = 64 * MIB
     # PublishModel and Rollback need this token; the default refuses them.
     admin: AdminAuth = REFUSE_ALL
+    # The learning loop's truth comes from this feature store; empty: the
+    # loop is off (nothing is recorded, scored or promoted).
+    feature_store_addr: str = ""
+    score_interval_s: float = 10.0  # wall clock between evaluation ticks
+    score_window_s: float = 3600.0  # event time the scores cover
+    score_settle_s: float = 0.0  # event time late points may still arrive after a horizon
+    breach_threshold_ms: float = 300.0
+    loop: LoopSettings = field(default_factory=LoopSettings)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,7 +55,93 @@ def parser() -> argparse.ArgumentParser:
         help="largest ONNX model PublishModel accepts, in bytes",
     )
     admin.add_options(p)
+    _loop_options(p)
     return p
+
+
+def _loop_options(p: argparse.ArgumentParser) -> None:
+    config.option(
+        p,
+        "--feature-store-addr",
+        env="ACE_FEATURE_STORE_ADDR",
+        cast=str,
+        default="",
+        help="feature store to read the truth from; turns the learning loop on (empty: off)",
+    )
+    floats = (
+        ("--score-interval-s", 10.0, "wall-clock seconds between evaluation ticks"),
+        ("--score-window-s", 3600.0, "event time the scores cover, seconds before the newest label (0: all kept)"),
+        ("--score-settle-s", 0.0, "event time late points may still arrive after a horizon ends, seconds"),
+        ("--breach-threshold-ms", 300.0, "latency from which a forecast or label counts as a breach"),
+        ("--promote-margin", 0.02, "a candidate may be this much worse (relative) than the active version"),
+        ("--rollback-margin", 0.10, "the active version must be this much worse than the previous one to roll back"),
+        ("--drift-delta", 0.05, "change of the mean absolute log error the drift detector tolerates"),
+        ("--drift-threshold", 5.0, "Page-Hinkley lambda of the error drift detector"),
+        ("--drift-alpha", 1.0, "forgetting factor of the drift detectors, in (0, 1]; 1: none"),
+        ("--feature-drift-delta", 0.1, "change of a standardised feature its drift detector tolerates"),
+        ("--feature-drift-threshold", 20.0, "Page-Hinkley lambda of the feature drift detectors"),
+    )
+    for flag, default, help in floats:
+        env = "ACE_" + flag.removeprefix("--").replace("-", "_").upper()
+        config.option(p, flag, env=env, cast=float, default=default, help=help)
+    config.option(p, "--gate-metric", env="ACE_GATE_METRIC", cast=str, default="log_mae", help="log_mae or mae_ms")
+    ints = (
+        ("--gate-min-labels", 200, "shared labels before the gate decides"),
+        ("--drift-min-samples", 30, "values a drift detector needs after a reset before it may fire"),
+        ("--shadow-queue", 64, "Predict calls waiting for the shadow worker; beyond it they are dropped for shadows"),
+    )
+    for flag, default, help in ints:
+        env = "ACE_" + flag.removeprefix("--").replace("-", "_").upper()
+        config.option(p, flag, env=env, cast=int, default=default, help=help)
+
+
+def _loop_settings(args: argparse.Namespace) -> LoopSettings:
+    for name in ("score_interval_s", "breach_threshold_ms", "drift_threshold", "feature_drift_threshold"):
+        value = getattr(args, name)
+        require(
+            math.isfinite(value) and value > 0, f"--{name.replace('_', '-')}: must be finite and > 0, got {value!r}"
+        )
+    for name in (
+        "score_window_s",
+        "score_settle_s",
+        "promote_margin",
+        "rollback_margin",
+        "drift_delta",
+        "feature_drift_delta",
+    ):
+        value = getattr(args, name)
+        require(
+            math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')}: must be finite and >= 0, got {value!r}"
+        )
+    require(0 < args.drift_alpha <= 1, f"--drift-alpha: must be in (0, 1], got {args.drift_alpha!r}")
+    metrics = {"log_mae": Metric.LOG_MAE, "mae_ms": Metric.MAE_MS}
+    require(args.gate_metric in metrics, f"--gate-metric: must be log_mae or mae_ms, got {args.gate_metric!r}")
+    for name in ("gate_min_labels", "drift_min_samples", "shadow_queue"):
+        value = getattr(args, name)
+        require(value >= 1, f"--{name.replace('_', '-')}: must be >= 1, got {value!r}")
+    return LoopSettings(
+        gate=GateSettings(
+            metric=metrics[args.gate_metric],
+            promote_margin=args.promote_margin,
+            rollback_margin=args.rollback_margin,
+            min_labels=args.gate_min_labels,
+        ),
+        error_drift=PageHinkleySettings(
+            delta=args.drift_delta,
+            threshold=args.drift_threshold,
+            alpha=args.drift_alpha,
+            min_samples=args.drift_min_samples,
+            direction=Direction.UP,
+        ),
+        feature_drift=PageHinkleySettings(
+            delta=args.feature_drift_delta,
+            threshold=args.feature_drift_threshold,
+            alpha=args.drift_alpha,
+            min_samples=args.drift_min_samples,
+            direction=Direction.BOTH,
+        ),
+        shadow_queue=args.shadow_queue,
+    )
 
 
 def build(args: argparse.Namespace) -> PredictorConfig:
@@ -50,6 +151,12 @@ def build(args: argparse.Namespace) -> PredictorConfig:
         model_dir=args.model_dir,
         max_model_bytes=args.max_model_bytes,
         admin=admin.from_args(args),
+        feature_store_addr=args.feature_store_addr,
+        score_interval_s=args.score_interval_s,
+        score_window_s=args.score_window_s,
+        score_settle_s=args.score_settle_s,
+        breach_threshold_ms=args.breach_threshold_ms,
+        loop=_loop_settings(args),
     )
 
 

@@ -42,6 +42,7 @@ class ModelMeta:
     feature_means: tuple[float, ...] = ()
     feature_stds: tuple[float, ...] = ()
     stage_only: bool = False
+    shadow: bool = False  # publish as the candidate, not active
 
 
 class LoadedModel:
@@ -71,6 +72,11 @@ class LoadedModel:
         """Predicts for (schema_version, values) pairs in one session run.
         Raises FailedPrecondition for a vector of another schema and
         InvalidInput for a vector that is malformed, naming the field."""
+        return self.predict(self.input_of(vectors))
+
+    def input_of(self, vectors: Sequence[tuple[str, Sequence[float]]]) -> npt.NDArray[np.float32]:
+        """The model input for (schema_version, values) pairs, checked as
+        score() checks them; shadow versions of the same schema reuse it."""
         if len(vectors) > MAX_VECTORS:
             raise InvalidInput(f"vectors: at most {MAX_VECTORS} per request, got {len(vectors)}")
         k = len(self.meta.feature_names)
@@ -88,11 +94,16 @@ class LoadedModel:
             i = next(i for i, length in enumerate(lengths) if length != k)
             raise InvalidInput(f"vectors[{i}].values: expected {k} values, got {lengths[i]}")
         x = np.fromiter(itertools.chain.from_iterable([values for _, values in vectors]), np.float64, n * k)
-        return self._predict_finite(x.reshape(n, k), lambda i, j: f"vectors[{i}].values[{j}]")
+        return _narrow(x.reshape(n, k), lambda i, j: f"vectors[{i}].values[{j}]")
 
     def score_matrix(self, schema_version: str, rows: int, values: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Predicts for `rows` row-major rows of `values` (FeatureMatrix) in
         one session run, raising as score does, naming matrix fields."""
+        return self.predict(self.input_of_matrix(schema_version, rows, values))
+
+    def input_of_matrix(self, schema_version: str, rows: int, values: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """The model input for a FeatureMatrix, checked as score_matrix()
+        checks it."""
         if rows > MAX_VECTORS:
             raise InvalidInput(f"matrix.backend_ids: at most {MAX_VECTORS} rows per request, got {rows}")
         if schema_version != self.meta.schema_version:
@@ -106,19 +117,20 @@ class LoadedModel:
         x = np.asarray(values, dtype=np.float64)
         if x.shape != (rows * k,):
             raise InvalidInput(f"matrix.values: expected {rows * k} values ({rows} rows of {k} features), got {x.size}")
-        return self._predict_finite(x.reshape(rows, k), lambda i, j: f"matrix.values[{i * k + j}] (row {i})")
+        return _narrow(x.reshape(rows, k), lambda i, j: f"matrix.values[{i * k + j}] (row {i})")
 
-    def _predict_finite(self, x: npt.NDArray[np.float64], field: Callable[[int, int], str]) -> npt.NDArray[np.float64]:
-        """Predicts for a float64 matrix once every value is known to fit
-        float32; InvalidInput names the first that does not, as field(i, j)."""
-        # Checking after narrowing also catches finite doubles beyond float32's range.
-        with np.errstate(over="ignore"):
-            narrow = x.astype(np.float32)
-        bad = ~np.isfinite(narrow)
-        if bad.any():
-            i, j = (int(n) for n in np.argwhere(bad)[0])
-            raise InvalidInput(f"{field(i, j)}: must be finite (within float32 range), got {x[i, j]!r}")
-        return self.predict(narrow)
+
+def _narrow(x: npt.NDArray[np.float64], field: Callable[[int, int], str]) -> npt.NDArray[np.float32]:
+    """A float64 matrix as float32 once every value is known to fit;
+    InvalidInput names the first that does not, as field(i, j)."""
+    # Checking after narrowing also catches finite doubles beyond float32's range.
+    with np.errstate(over="ignore"):
+        narrow = x.astype(np.float32)
+    bad = ~np.isfinite(narrow)
+    if bad.any():
+        i, j = (int(n) for n in np.argwhere(bad)[0])
+        raise InvalidInput(f"{field(i, j)}: must be finite (within float32 range), got {x[i, j]!r}")
+    return narrow
 
 
 def check_version_name(version: str) -> None:

@@ -4,9 +4,18 @@ Layout under model_dir:
     versions/<version>/model.onnx   the ONNX bytes as published
     versions/<version>/meta.json    the ModelMeta (reference rows included, so a
                                     restart validates again) and published_at
-    state.json                      {"active": ..., "history": [...]}: the active
-                                    version and the previously active ones, newest last
+    state.json                      {"active": ..., "history": [...], "candidate": ...,
+                                    "previous": ...}: the active version, the
+                                    previously active ones (newest last) and
+                                    the versions running in shadow
     staging/                        versions being written; emptied at start
+
+Besides the active version, up to two versions run in shadow (the learning
+loop scores them): the CANDIDATE, published with `shadow`, waiting for the
+gate; and the PREVIOUS version, the one a promotion or a forced publish
+replaced, kept so that the rollback rule can compare. Both are restored at
+start with the active version; their scores are not (the gate counts
+afresh).
 
 A version directory is written completely in staging/ and then renamed into
 versions/, and state.json is replaced atomically, so a crash at any point
@@ -16,6 +25,7 @@ leaves either the old state or the new one.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import shutil
@@ -23,7 +33,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -41,6 +51,16 @@ META_FILE = "meta.json"
 STATE_FILE = "state.json"
 
 
+class Role(enum.Enum):
+    # Answers Predict.
+    ACTIVE = "ACTIVE"
+    # Published as a shadow while a version was active; waits for the gate.
+    CANDIDATE = "CANDIDATE"
+    # Replaced by a promotion or a forced publish; runs in shadow so that
+    # the rollback rule can compare the active version with it.
+    PREVIOUS = "PREVIOUS"
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     """A stored version as ListModels and friends report it."""
@@ -48,6 +68,26 @@ class VersionInfo:
     meta: ModelMeta
     published_at: float  # seconds since the epoch, this predictor's wall clock
     active: bool
+    role: Role | None = None  # None: stored only
+
+
+@dataclass(frozen=True)
+class Shadows:
+    """The versions running beside the active one; replaced as a whole."""
+
+    candidate: LoadedModel | None = None
+    previous: LoadedModel | None = None
+
+    def role_of(self, version: str) -> Role | None:
+        if self.candidate is not None and self.candidate.version == version:
+            return Role.CANDIDATE
+        if self.previous is not None and self.previous.version == version:
+            return Role.PREVIOUS
+        return None
+
+    def models(self) -> list[tuple[Role, LoadedModel]]:
+        out = [(Role.CANDIDATE, self.candidate), (Role.PREVIOUS, self.previous)]
+        return [(role, model) for role, model in out if model is not None]
 
 
 def meta_to_json(meta: ModelMeta, published_at: float) -> bytes:
@@ -95,18 +135,28 @@ def meta_from_json(raw: bytes) -> tuple[ModelMeta, float]:
     return ModelMeta(**doc), published_at
 
 
-def _read_state(path: Path) -> tuple[str | None, list[str]]:
-    """The active version and history from state.json; none when absent."""
+@dataclass(frozen=True)
+class _State:
+    active: str | None = None
+    history: tuple[str, ...] = ()
+    candidate: str | None = None
+    previous: str | None = None
+
+
+def _read_state(path: Path) -> _State:
+    """What state.json says; nothing active when it is absent. The shadow
+    keys are optional: older predictors did not write them."""
     if not path.exists():
-        return None, []
+        return _State()
     try:
         doc = json.loads(path.read_bytes())
-        active = doc["active"]
-        history = [str(v) for v in doc["history"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        names = {key: doc.get(key) for key in ("active", "candidate", "previous")}
+        history = tuple(str(v) for v in doc["history"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         _log.warning("state_unreadable", path=str(path), reason=str(exc))
-        return None, []
-    return (str(active) if active is not None else None), history
+        return _State()
+    active, candidate, previous = (str(v) if v is not None else None for v in names.values())
+    return _State(active, history, candidate, previous)
 
 
 class Registry:
@@ -127,12 +177,18 @@ class Registry:
         self._metas: dict[str, ModelMeta] = {}
         self._history: list[str] = []
         self._active: LoadedModel | None = None
+        self._shadows = Shadows()
         self._restore()
 
     @property
     def active(self) -> LoadedModel | None:
         """The model serving now. Read it once per call and use that."""
         return self._active
+
+    @property
+    def shadows(self) -> Shadows:
+        """The versions running in shadow now; read it once and use that."""
+        return self._shadows
 
     def contains(self, version: str) -> bool:
         return version in self._metas
@@ -141,25 +197,36 @@ class Registry:
         model = self.active
         if model is None:
             raise FailedPrecondition("no active model")
-        return VersionInfo(model.meta, self._published_at[model.version], active=True)
+        return VersionInfo(model.meta, self._published_at[model.version], active=True, role=Role.ACTIVE)
 
     def list(self) -> list[VersionInfo]:
         """Every stored version, newest first."""
         model = self.active
+        shadows = self.shadows
         active = model.version if model else None
         infos = [
-            VersionInfo(meta, self._published_at[version], active=version == active)
+            VersionInfo(
+                meta,
+                self._published_at[version],
+                active=version == active,
+                role=Role.ACTIVE if version == active else shadows.role_of(version),
+            )
             for version, meta in list(self._metas.items())
         ]
         infos.sort(key=lambda info: (info.published_at, info.meta.version), reverse=True)
         return infos
 
     def publish(self, meta: ModelMeta, onnx_bytes: bytes) -> VersionInfo:
-        """Validates, stores and (unless stage_only) activates a version.
-        A rejected version changes nothing."""
+        """Validates and stores a version; then, unless stage_only, makes it
+        the candidate (shadow, when a version is active) or activates it. An
+        activation that replaces an active version is the operator's forced
+        publish: logged as such, the replaced version kept as PREVIOUS. A
+        rejected version changes nothing."""
         with self._lock:
             if meta.version in self._metas:
                 raise AlreadyExists(f"version: {meta.version!r} is already stored")
+            if meta.shadow and meta.stage_only:
+                raise InvalidInput("shadow: a version is either staged only or shadowed, not both")
             try:
                 model = load_in_background(meta, onnx_bytes)
             except InvalidInput as exc:
@@ -170,10 +237,61 @@ class Registry:
             # published_at first: readers find a version through _metas.
             self._published_at[meta.version] = published_at
             self._metas[meta.version] = meta
-            _log.info("model_published", version=meta.version, size_bytes=meta.size_bytes, stage_only=meta.stage_only)
-            if not meta.stage_only:
-                self._activate(model, remember_current=True, event="model_activated")
-            return VersionInfo(meta, published_at, active=not meta.stage_only)
+            _log.info(
+                "model_published",
+                version=meta.version,
+                size_bytes=meta.size_bytes,
+                stage_only=meta.stage_only,
+                shadow=meta.shadow,
+            )
+            replaced = self.active
+            if meta.stage_only:
+                return VersionInfo(meta, published_at, active=False)
+            if meta.shadow and replaced is not None:
+                dropped = self._shadows.candidate
+                self._set_shadows(replaced.version, Shadows(candidate=model, previous=self._shadows.previous))
+                _log.info(
+                    "model_shadowed",
+                    version=model.version,
+                    active=replaced.version,
+                    replaced_candidate=dropped.version if dropped else None,
+                )
+                return VersionInfo(meta, published_at, active=False, role=Role.CANDIDATE)
+            shadows = self._shadows
+            if replaced is not None:
+                shadows = Shadows(candidate=self._without(shadows.candidate, model), previous=replaced)
+            self._activate(
+                model, remember_current=True, event="model_activated", shadows=shadows, forced=replaced is not None
+            )
+            return VersionInfo(meta, published_at, active=True, role=Role.ACTIVE)
+
+    def promote(self, version: str, reason: str) -> bool:
+        """Makes the candidate `version` active, keeping the version it
+        replaces as PREVIOUS. False (nothing done) when `version` is no
+        longer the candidate: a newer one replaced it meanwhile."""
+        with self._lock:
+            candidate, replaced = self._shadows.candidate, self.active
+            if candidate is None or candidate.version != version or replaced is None:
+                return False
+            shadows = Shadows(candidate=None, previous=replaced)
+            self._activate(candidate, remember_current=True, event="model_promoted", shadows=shadows, reason=reason)
+            return True
+
+    def restore_previous(self, active_version: str, reason: str) -> bool:
+        """Rolls the active version back to PREVIOUS, which stops running in
+        shadow; the version left is not remembered. False (nothing done)
+        when `active_version` is no longer active or there is no PREVIOUS."""
+        with self._lock:
+            previous, current = self._shadows.previous, self.active
+            if previous is None or current is None or current.version != active_version:
+                return False
+            shadows = Shadows(candidate=self._shadows.candidate, previous=None)
+            self._activate(previous, remember_current=False, event="model_rolled_back", shadows=shadows, reason=reason)
+            return True
+
+    @staticmethod
+    def _without(shadow: LoadedModel | None, model: LoadedModel) -> LoadedModel | None:
+        return None if shadow is not None and shadow.version == model.version else shadow
 
     def rollback(self, to_version: str | None) -> VersionInfo:
         """Activates `to_version`, or with None the version active before the
@@ -198,19 +316,44 @@ class Registry:
                 raise FailedPrecondition(f"version {target!r} cannot be loaded any more: {exc}") from exc
             # An unnamed rollback undoes: the version left is not remembered,
             # so the next unnamed rollback goes one further back.
-            self._activate(model, remember_current=to_version is not None, event="model_rolled_back")
-            return VersionInfo(meta, self._published_at[target], active=True)
+            # The operator has taken over: the version left is no longer
+            # compared with the new active one.
+            shadows = Shadows(candidate=self._without(self._shadows.candidate, model), previous=None)
+            self._activate(
+                model,
+                remember_current=to_version is not None,
+                event="model_rolled_back",
+                shadows=shadows,
+                operator=True,
+            )
+            return VersionInfo(meta, self._published_at[target], active=True, role=Role.ACTIVE)
 
-    def _activate(self, model: LoadedModel, remember_current: bool, event: str) -> None:
+    def _activate(
+        self, model: LoadedModel, remember_current: bool, event: str, shadows: Shadows, **fields: object
+    ) -> None:
         previous = self.active.version if self.active else None
         history = [v for v in self._history if v != model.version]
         if remember_current and previous is not None:
             history = [v for v in history if v != previous] + [previous]
         # The state on disk first: if writing it fails, nothing has changed.
-        atomic.replace_file(self._dir / STATE_FILE, json.dumps({"active": model.version, "history": history}).encode())
+        self._write_state(model.version, history, shadows)
         self._history = history
         self._active = model
-        _log.info(event, version=model.version, previous=previous)
+        self._shadows = shadows
+        _log.info(event, version=model.version, previous=previous, **fields)
+
+    def _set_shadows(self, active: str, shadows: Shadows) -> None:
+        self._write_state(active, self._history, shadows)
+        self._shadows = shadows
+
+    def _write_state(self, active: str, history: Sequence[str], shadows: Shadows) -> None:
+        doc = {
+            "active": active,
+            "history": history,
+            "candidate": shadows.candidate.version if shadows.candidate else None,
+            "previous": shadows.previous.version if shadows.previous else None,
+        }
+        atomic.replace_file(self._dir / STATE_FILE, json.dumps(doc).encode())
 
     def _store(self, meta: ModelMeta, onnx_bytes: bytes, published_at: float) -> None:
         final = self._versions_dir / meta.version
@@ -258,16 +401,24 @@ class Registry:
                 continue
             self._published_at[meta.version] = published_at
             self._metas[meta.version] = meta
-        active, history = _read_state(self._dir / STATE_FILE)
-        self._history = [v for v in history if v in self._metas]
-        if active is None:
+        state = _read_state(self._dir / STATE_FILE)
+        self._history = [v for v in state.history if v in self._metas]
+        if state.active is None:
             return
-        if active not in self._metas:
-            _log.warning("model_restore_failed", version=active, reason="version is not stored")
+        self._active = self._load_stored(state.active)
+        if self._active is None:
             return
+        _log.info("model_restored", version=state.active, stored_versions=len(self._metas))
+        candidate = self._load_stored(state.candidate) if state.candidate else None
+        previous = self._load_stored(state.previous) if state.previous else None
+        self._shadows = Shadows(candidate=candidate, previous=previous)
+
+    def _load_stored(self, version: str) -> LoadedModel | None:
+        if version not in self._metas:
+            _log.warning("model_restore_failed", version=version, reason="version is not stored")
+            return None
         try:
-            self._active = load_and_validate(self._metas[active], self._read_model(active))
+            return load_and_validate(self._metas[version], self._read_model(version))
         except (OSError, InvalidInput) as exc:
-            _log.warning("model_restore_failed", version=active, reason=str(exc))
-            return
-        _log.info("model_restored", version=active, stored_versions=len(self._metas))
+            _log.warning("model_restore_failed", version=version, reason=str(exc))
+            return None

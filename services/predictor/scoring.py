@@ -119,6 +119,8 @@ class Paired:
     second_version: str
     first: Scores
     second: Scores
+    # as_of of the newest shared label; -inf when there is none.
+    newest_as_of: float = -math.inf
 
     @property
     def labels(self) -> int:
@@ -321,17 +323,19 @@ class Scorer:
         with self._lock:
             return score(list(self._recent(version).values()), self.threshold_ms)
 
-    def paired(self, first: str, second: str) -> Paired:
-        """Both versions scored on the recent labels they share."""
+    def paired(self, first: str, second: str, since: float = -math.inf) -> Paired:
+        """Both versions scored on the recent labels they share, only those
+        with as_of after `since` (a block of labels not judged before)."""
         with self._lock:
             a = self._recent(first)
             b = self._recent(second)
-            shared = [k for k in a if k in b]
+            shared = [k for k in a if k in b and a[k].as_of > since]
             return Paired(
                 first,
                 second,
                 score([a[k] for k in shared], self.threshold_ms),
                 score([b[k] for k in shared], self.threshold_ms),
+                max((a[k].as_of for k in shared), default=-math.inf),
             )
 
     def forget(self, version: str) -> None:

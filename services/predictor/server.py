@@ -4,18 +4,25 @@ services.common.errors and mapped to statuses by the shared interceptor."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 
 import grpc
 
 from ace.v1 import predictor_pb2, predictor_pb2_grpc
+from services.common import tls
+from services.common.drift import DriftState
 from services.common.errors import FailedPrecondition, InvalidInput
 from services.common.serving import RunningServer, start_server
 from services.common.timeutil import set_timestamp, to_seconds
 from services.predictor import upload
 from services.predictor.config import MIB, PredictorConfig
+from services.predictor.gate import Verdict
+from services.predictor.loop import Health, Loop, LoopThreads
 from services.predictor.model import ModelMeta
-from services.predictor.registry import Registry, VersionInfo
+from services.predictor.registry import Registry, Role, VersionInfo
+from services.predictor.scoring import Limits, Scorer
+from services.predictor.truth import TruthFeed
 
 SERVICE_NAME: str = predictor_pb2.DESCRIPTOR.services_by_name["Predictor"].full_name
 # Chunks are at most 1 MiB and a full Predict batch of 10000 vectors is about
@@ -40,6 +47,7 @@ def meta_from_proto(m: predictor_pb2.ModelMetadata) -> ModelMeta:
         feature_means=tuple(m.feature_means),
         feature_stds=tuple(m.feature_stds),
         stage_only=m.stage_only,
+        shadow=m.shadow,
     )
 
 
@@ -58,14 +66,87 @@ def meta_to_proto(meta: ModelMeta) -> predictor_pb2.ModelMetadata:
         feature_means=meta.feature_means,
         feature_stds=meta.feature_stds,
         stage_only=meta.stage_only,
+        shadow=meta.shadow,
     )
     set_timestamp(m.trained_at, meta.trained_at)
     return m
 
 
+ROLES = {
+    None: predictor_pb2.MODEL_ROLE_UNSPECIFIED,
+    Role.ACTIVE: predictor_pb2.ACTIVE,
+    Role.CANDIDATE: predictor_pb2.CANDIDATE,
+    Role.PREVIOUS: predictor_pb2.PREVIOUS,
+}
+
+
+VERDICTS = {
+    Verdict.WAIT: predictor_pb2.WAIT,
+    Verdict.PROMOTE: predictor_pb2.PROMOTE,
+    Verdict.REFUSE: predictor_pb2.REFUSE,
+    Verdict.ROLL_BACK: predictor_pb2.ROLL_BACK,
+    Verdict.KEEP: predictor_pb2.KEEP,
+}
+
+
 def info_to_proto(info: VersionInfo) -> predictor_pb2.ModelInfo:
-    out = predictor_pb2.ModelInfo(metadata=meta_to_proto(info.meta), active=info.active)
+    out = predictor_pb2.ModelInfo(metadata=meta_to_proto(info.meta), active=info.active, role=ROLES[info.role])
     set_timestamp(out.published_at, info.published_at)
+    return out
+
+
+def _drift_to_proto(state: DriftState, threshold: float) -> predictor_pb2.DriftStatus:
+    out = predictor_pb2.DriftStatus(
+        samples=state.samples, mean=state.mean, statistic=state.statistic, threshold=threshold, fires=state.fires
+    )
+    if state.fired_at is not None:
+        set_timestamp(out.last_fired_at, state.fired_at)
+    return out
+
+
+def health_to_proto(health: Health | None) -> predictor_pb2.ModelHealth:
+    if health is None:
+        return predictor_pb2.ModelHealth(enabled=False)
+    out = predictor_pb2.ModelHealth(
+        enabled=True,
+        window_s=health.window_s,
+        breach_threshold_ms=health.threshold_ms,
+        error_drift=_drift_to_proto(health.error_drift, health.error_drift_threshold),
+        pending_forecasts=health.counts.pending,
+        unlabelled_forecasts=health.counts.unlabelled,
+        truth_approximate=health.truth_approximate,
+        dropped_shadow_batches=health.dropped_batches,
+    )
+    if math.isfinite(health.newest_point_at):
+        set_timestamp(out.newest_point_at, health.newest_point_at)
+    for v in health.versions:
+        s = v.scores
+        out.versions.add(
+            version=v.version,
+            role=ROLES[v.role],
+            labels=s.labels,
+            mae_ms=s.mae_ms,
+            log_mae=s.log_mae,
+            breach_precision=s.breach_precision,
+            breach_recall=s.breach_recall,
+            predicted_breaches=s.predicted_breaches,
+            actual_breaches=s.actual_breaches,
+            horizon_s=v.horizon_s,
+        )
+    for name, state in health.feature_drift:
+        out.feature_drift.add(feature=name, status=_drift_to_proto(state, health.feature_drift_threshold))
+    if health.last_gate is not None:
+        g, d = health.last_gate, health.last_gate.decision
+        out.last_gate.verdict = VERDICTS[d.verdict]
+        out.last_gate.reason = d.reason
+        out.last_gate.labels = d.labels
+        out.last_gate.subject_version = g.subject_version
+        out.last_gate.reference_version = g.reference_version
+        out.last_gate.subject_error = d.subject_error
+        out.last_gate.reference_error = d.reference_error
+        out.last_gate.limit = d.limit
+        if math.isfinite(g.decided_at):
+            set_timestamp(out.last_gate.decided_at, g.decided_at)
     return out
 
 
@@ -81,9 +162,10 @@ def _parts(requests: Iterable[predictor_pb2.PublishModelRequest]) -> Iterator[up
 
 
 class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
-    def __init__(self, registry: Registry, max_model_bytes: int) -> None:
+    def __init__(self, registry: Registry, max_model_bytes: int, loop: Loop | None = None) -> None:
         self._registry = registry
         self._max_model_bytes = max_model_bytes
+        self._loop = loop
         # Told whenever a version becomes active; start() points it at health.
         self.on_active: Callable[[], None] = lambda: None
 
@@ -101,13 +183,20 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
             if vectors:
                 raise InvalidInput("matrix: send vectors or a matrix, not both")
             matrix = request.matrix
-            predicted = model.score_matrix(matrix.schema_version, len(matrix.backend_ids), matrix.values)
-            response.predicted_latency_ms.extend(predicted.tolist())
+            x = model.input_of_matrix(matrix.schema_version, len(matrix.backend_ids), matrix.values)
+            out = model.predict(x).tolist()
+            response.predicted_latency_ms.extend(out)
+            if self._loop is not None:
+                self._loop.record(model, matrix.backend_ids, matrix.as_of_s, x, out)
             return response
-        predicted = model.score([(v.schema_version, v.values) for v in vectors])
+        x = model.input_of([(v.schema_version, v.values) for v in vectors])
+        out = model.predict(x).tolist()
         add = response.predictions.add
-        for v, p in zip(vectors, predicted.tolist(), strict=True):
+        for v, p in zip(vectors, out, strict=True):
             add(backend_id=v.backend_id, predicted_latency_ms=p)
+        if self._loop is not None:
+            ids = [v.backend_id for v in vectors]
+            self._loop.record(model, ids, [to_seconds(v.as_of) for v in vectors], x, out)
         return response
 
     def PublishModel(
@@ -135,12 +224,21 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
         self.on_active()
         return info_to_proto(info)
 
+    def GetModelHealth(
+        self, request: predictor_pb2.GetModelHealthRequest, context: grpc.ServicerContext
+    ) -> predictor_pb2.ModelHealth:
+        return health_to_proto(self._loop.health() if self._loop is not None else None)
+
 
 def start(config: PredictorConfig, registry: Registry | None = None) -> RunningServer:
     """Restores the stored versions and starts serving; health is SERVING
     from the moment a version is active (at once, when one was restored)."""
     registry = registry if registry is not None else Registry(config.model_dir)
-    servicer = PredictorServicer(registry, config.max_model_bytes)
+    loop = None
+    if config.feature_store_addr:
+        limits = Limits(window_s=config.score_window_s, settle_s=config.score_settle_s)
+        loop = Loop(registry, Scorer(limits, config.breach_threshold_ms), config.loop)
+    servicer = PredictorServicer(registry, config.max_model_bytes, loop)
     running = start_server(
         host=config.host,
         port=config.port,
@@ -149,10 +247,32 @@ def start(config: PredictorConfig, registry: Registry | None = None) -> RunningS
         serving=registry.active is not None,
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
         admin=config.admin,
+        tls=config.tls,
     )
     servicer.on_active = lambda: running.set_serving(True)
+    if loop is not None:
+        _start_loop(running, loop, config)
     # A publish that landed before the hook was set told no one; serving
     # only ever turns on, so this cannot undo a later one.
     if registry.active is not None:
         running.set_serving(True)
     return running
+
+
+def _start_loop(running: RunningServer, loop: Loop, config: PredictorConfig) -> None:
+    channel = tls.channel(config.feature_store_addr, config.tls)
+    feed = TruthFeed(
+        channel,
+        loop,
+        interval_s=config.score_interval_s,
+        first_read_s=config.score_window_s or Limits().keep_s,
+        # Points reach the store out of order within a backend's window, and
+        # backends lag one another: read that much again each poll.
+        overlap_s=config.score_settle_s + Limits().keep_s,
+    )
+    threads = LoopThreads(loop, config.score_interval_s)
+    feed.start()
+    threads.start()
+    running.on_closing.append(feed.stop)
+    running.on_closing.append(threads.stop)
+    running.on_stop.append(channel.close)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.common import config
 from services.common.config import option, require
+from services.common.tls import PLAINTEXT, Tls
 from services.router.policy import Settings
 
 
@@ -24,6 +26,16 @@ class RouterConfig:
     predict_timeout_s: float
     # WatchRoutingTable streams open at once; each holds a worker thread.
     max_streams: int = 32
+    # TLS for the port and for calls to the feature store and predictor.
+    tls: Tls = PLAINTEXT
+    # The decision log that outcomes are joined to: quality arrives hours
+    # later, so it must hold hours of decisions (48 bytes each).
+    decision_log_max: int = 2_000_000
+    decision_log_max_age_s: float = 6 * 3600.0
+    # The alternative breaker threshold the policy shadow runs; 0: no shadow.
+    shadow_threshold_ms: float = 0.0
+    # How often accepted outcomes are sent on to the feature store, seconds.
+    outcome_flush_s: float = 5.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -103,6 +115,38 @@ def parser() -> argparse.ArgumentParser:
         default=32,
         help="WatchRoutingTable streams open at once; one more is RESOURCE_EXHAUSTED",
     )
+    option(
+        p,
+        "--decision-log-max",
+        env="ACE_DECISION_LOG_MAX",
+        cast=int,
+        default=RouterConfig.decision_log_max,
+        help="decisions the log keeps for outcome reports (48 bytes each); the oldest go first",
+    )
+    option(
+        p,
+        "--decision-log-max-age-s",
+        env="ACE_DECISION_LOG_MAX_AGE_S",
+        cast=float,
+        default=RouterConfig.decision_log_max_age_s,
+        help="seconds (router clock) a decision can still take an outcome report",
+    )
+    option(
+        p,
+        "--shadow-threshold-ms",
+        env="ACE_SHADOW_THRESHOLD_MS",
+        cast=float,
+        default=RouterConfig.shadow_threshold_ms,
+        help="breaker threshold of the policy shadow, compared with the live one on the same traffic (0: off)",
+    )
+    option(
+        p,
+        "--outcome-flush-s",
+        env="ACE_OUTCOME_FLUSH_S",
+        cast=float,
+        default=RouterConfig.outcome_flush_s,
+        help="seconds between sends of accepted outcomes to the feature store",
+    )
     return p
 
 
@@ -116,6 +160,19 @@ def build(args: argparse.Namespace) -> RouterConfig:
     require(args.open_penalty >= 0, f"--open-penalty must be >= 0, got {args.open_penalty}")
     require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
     require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
+    require(args.decision_log_max >= 1, f"--decision-log-max must be >= 1, got {args.decision_log_max}")
+    require(
+        math.isfinite(args.decision_log_max_age_s) and args.decision_log_max_age_s > 0,
+        f"--decision-log-max-age-s must be > 0, got {args.decision_log_max_age_s}",
+    )
+    require(
+        math.isfinite(args.shadow_threshold_ms) and args.shadow_threshold_ms >= 0,
+        f"--shadow-threshold-ms must be >= 0 (0: off), got {args.shadow_threshold_ms}",
+    )
+    require(
+        math.isfinite(args.outcome_flush_s) and args.outcome_flush_s > 0,
+        f"--outcome-flush-s must be > 0, got {args.outcome_flush_s}",
+    )
     return RouterConfig(
         **config.shared(args),
         feature_store_addr=args.feature_store_addr,
@@ -131,6 +188,10 @@ def build(args: argparse.Namespace) -> RouterConfig:
         ),
         predict_timeout_s=args.predict_timeout_s,
         max_streams=args.max_streams,
+        decision_log_max=args.decision_log_max,
+        decision_log_max_age_s=args.decision_log_max_age_s,
+        shadow_threshold_ms=args.shadow_threshold_ms,
+        outcome_flush_s=args.outcome_flush_s,
     )
 
 

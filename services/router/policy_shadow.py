@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from services.router.policy import Basis, Breaker, Candidate, Choice, Settings, State
@@ -88,13 +88,14 @@ class PolicyShadow:
             breaker = self._breakers.get(backend_id)
             return breaker.state if breaker else None
 
-    def pick(self, names: Sequence[str]) -> Choice:
+    def pick(self, names: Sequence[str], in_flight: Mapping[str, int] | None = None) -> Choice:
         """What the alternative would choose for a decision among `names`
-        (every known backend when empty). Raises as Rotation.pick does."""
+        (every known backend when empty), least-loaded when the live
+        decision was. Raises as Rotation.pick does."""
         with self._lock:
             if not len(self._rotation):
                 return self._rotation.round_robin(names, "shadow: no telemetry yet")
-            choice, _ = self._rotation.pick(names)
+            choice, _ = self._rotation.pick(names, in_flight)
             return choice
 
     def record(self, decision_id: str, decided_at: float, live_backend: str, alternative_backend: str) -> None:

@@ -1,19 +1,27 @@
 """The Router servicer: converts between protobuf and the table's plain
-values. Starting it also starts the sync loop that feeds the table."""
+values. Starting it also starts the sync loop that feeds the table and the
+forwarder that sends accepted outcomes to the feature store."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import grpc
 
 from ace.v1 import router_pb2, router_pb2_grpc
+from services.common import tls
+from services.common.errors import FailedPrecondition, InvalidInput
 from services.common.serving import RunningServer, start_server
 from services.common.slots import StreamSlots
 from services.common.timeutil import set_timestamp
 from services.router import risk
 from services.router.config import RouterConfig
+from services.router.forward import OutcomeForwarder
+from services.router.outcomes import DecisionLog, Status
 from services.router.policy import Basis
+from services.router.policy_shadow import PolicyShadow, compare
+from services.router.summaries import Report, Summaries, report_all
 from services.router.sync import TableSync
 from services.router.table import STATUS_KEY, Entry, RoutingTable
 from services.router.wire import ACTION, BASIS, STATE
@@ -27,11 +35,23 @@ MAX_RECEIVE_BYTES = 1024 * 1024
 UNARY_WORKERS = 16
 OBSERVED_SUFFIX = "; predictor unreachable or without a model: reactive fallback on observed latency"
 STALE_SUFFIX = "; feature store unreachable: deciding on the last known table"
+MAX_OUTCOMES = 10_000
+OUTCOME_STATUS = {
+    Status.ACCEPTED: router_pb2.ACCEPTED,
+    Status.DUPLICATE: router_pb2.DUPLICATE,
+    Status.REJECTED: router_pb2.REJECTED,
+}
+# The policy shadow stands a request to the alternative's backend decided
+# within this many seconds in for the request that was never sent there.
+SHADOW_MATCH_S = 5.0
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, table: RoutingTable, max_streams: int = 32) -> None:
+    def __init__(self, table: RoutingTable, summaries: Summaries | None = None, max_streams: int = 32) -> None:
         self._table = table
+        # Where accepted outcomes wait for the forwarder; a router started
+        # by start() always has one, a bare servicer keeps them to itself.
+        self._summaries = summaries if summaries is not None else Summaries()
         self._streams = StreamSlots(max_streams)
 
     def Decide(self, request: router_pb2.DecideRequest, context: grpc.ServicerContext) -> router_pb2.Decision:
@@ -53,6 +73,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             fallbacks=choice.fallbacks,
             skipped=choice.skipped,
             basis=BASIS[decided.basis],
+            decision_id=decided.decision_id,
         )
         if decided.state is not None:
             decision.predicted_latency_ms = decided.risk_ms or 0.0
@@ -114,6 +135,65 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             )
         return out
 
+    def ReportOutcomes(
+        self, request: router_pb2.ReportOutcomesRequest, context: grpc.ServicerContext
+    ) -> router_pb2.ReportOutcomesResponse:
+        log = self._table.log
+        if log is None:
+            raise FailedPrecondition("decision_id: this router keeps no decision log")
+        n = len(request.outcomes)
+        if n > MAX_OUTCOMES:
+            raise InvalidInput(f"outcomes: at most {MAX_OUTCOMES} per request, got {n}")
+        reports = [
+            Report(
+                decision_id=o.decision_id,
+                latency_ms=o.latency_ms if o.HasField("latency_ms") else None,
+                quality=o.quality if o.HasField("quality") else None,
+                failed=o.failed,
+            )
+            for o in request.outcomes
+        ]
+        receipts = report_all(log, self._summaries, reports)
+        return router_pb2.ReportOutcomesResponse(
+            receipts=[
+                router_pb2.OutcomeReceipt(
+                    index=i, status=OUTCOME_STATUS[r.status], reason=f"outcomes[{i}].{r.reason}" if r.reason else ""
+                )
+                for i, r in enumerate(receipts)
+            ]
+        )
+
+    def GetPolicyShadow(
+        self, request: router_pb2.GetPolicyShadowRequest, context: grpc.ServicerContext
+    ) -> router_pb2.PolicyShadowReport:
+        shadow, log = self._table.shadow, self._table.log
+        if shadow is None or log is None:
+            raise FailedPrecondition("shadow: this router runs no policy shadow (start it with --shadow-threshold-ms)")
+
+        def live_latency(decision_id: str) -> float | None:
+            decision = log.get(decision_id)
+            return decision.latency_ms if decision is not None else None
+
+        slo_ms = self._table.settings.threshold_ms
+        c = compare(shadow.pairs(), live_latency, log.realised_near, slo_ms=slo_ms, match_s=SHADOW_MATCH_S)
+        return router_pb2.PolicyShadowReport(
+            live_threshold_ms=slo_ms,
+            alternative_threshold_ms=shadow.settings.threshold_ms,
+            decisions=shadow.decisions,
+            differing=shadow.differing,
+            pairs=c.pairs,
+            compared=c.compared,
+            missing_live=c.missing_live,
+            missing_alternative=c.missing_alternative,
+            live_breaches=c.live_breaches,
+            alternative_breaches=c.alternative_breaches,
+            only_live_breached=c.only_live_breached,
+            only_alternative_breached=c.only_alternative_breached,
+            p_value=c.p_value,
+            significant=c.significant,
+            reason=c.reason,
+        )
+
     def _message(self, entries: list[Entry], *, partial: bool) -> router_pb2.RoutingTable:
         table = self._table
         out = router_pb2.RoutingTable(
@@ -145,24 +225,38 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
 
 
 def start(config: RouterConfig) -> RunningServer:
-    table = RoutingTable(config.policy)
-    feature_store = grpc.insecure_channel(config.feature_store_addr)
-    predictor = grpc.insecure_channel(config.predictor_addr)
+    log = DecisionLog(
+        max_decisions=config.decision_log_max,
+        max_age_s=config.decision_log_max_age_s,
+        threshold_ms=config.policy.threshold_ms,
+    )
+    shadow = None
+    if config.shadow_threshold_ms > 0:
+        shadow = PolicyShadow(replace(config.policy, threshold_ms=config.shadow_threshold_ms))
+    table = RoutingTable(config.policy, log, shadow)
+    summaries = Summaries()
+    feature_store = tls.channel(config.feature_store_addr, config.tls)
+    predictor = tls.channel(config.predictor_addr, config.tls)
     sync = TableSync(table, feature_store, predictor, predict_timeout_s=config.predict_timeout_s)
+    forwarder = OutcomeForwarder(summaries, feature_store, instance=log.instance, flush_s=config.outcome_flush_s)
     running = start_server(
         host=config.host,
         port=config.port,
         service_name=SERVICE_NAME,
         register=lambda server: router_pb2_grpc.add_RouterServicer_to_server(
-            RouterServicer(table, config.max_streams), server
+            RouterServicer(table, summaries, config.max_streams), server
         ),
         serving=True,
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
         max_workers=config.max_streams + UNARY_WORKERS,
+        tls=config.tls,
     )
     sync.start()
+    forwarder.start()
     running.on_closing.append(table.changes.close)
     running.on_closing.append(sync.stop)
+    # After the grace period, so outcomes reported during it are sent too.
+    running.on_stop.insert(0, forwarder.stop)
     running.on_stop.append(feature_store.close)
     running.on_stop.append(predictor.close)
     return running

@@ -38,6 +38,9 @@ def predict_request(vectors: Sequence[telemetry_pb2.FeatureVector]) -> predictor
     matrix = request.matrix
     matrix.schema_version = schema
     matrix.backend_ids.extend([v.backend_id for v in vectors])
+    # The event time of each row, so the predictor can score its forecasts
+    # once their horizon has passed (the learning loop).
+    matrix.as_of_s.extend([to_seconds(v.as_of) for v in vectors])
     extend = matrix.values.extend
     for v in vectors:
         extend(v.values)

@@ -1,6 +1,8 @@
 """The routing table: what the router knows about each backend, its breaker,
 and the decisions made from it. Updated by the sync loop, read by Decide; a
-decision is a lookup under one short lock, never a network call."""
+decision is a lookup under one short lock, never a network call. Each
+decision is logged (an id to report its outcome with) and, when a policy
+shadow runs, shown to it along with every update the table applies."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import numpy.typing as npt
 import structlog
 
 from services.common.changes import ChangeFeed
+from services.router.outcomes import DecisionLog
 from services.router.policy import Basis, Breaker, Candidate, Choice, Settings, State
+from services.router.policy_shadow import PolicyShadow
 from services.router.rotation import Rotation
 
 _log = structlog.get_logger("router")
@@ -77,11 +81,14 @@ class Decided:
     state: State | None = None
     risk_ms: float | None = None
     as_of: float = 0.0
+    decision_id: str = ""  # empty when the table keeps no decision log
 
 
 class RoutingTable:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, log: DecisionLog | None = None, shadow: PolicyShadow | None = None) -> None:
         self.settings = settings
+        self.log = log
+        self.shadow = shadow
         self.changes = ChangeFeed()
         self._lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
@@ -114,6 +121,8 @@ class RoutingTable:
                     entry.basis = Basis.FORECAST if u.predicted_ms is not None else Basis.OBSERVED_LATENCY
                     self._drive(entry)
                 self._rotation.put(self._candidate(entry))
+                if self.shadow is not None:
+                    self.shadow.observe(u.backend_id, u.as_of, u.points, entry.risk_ms, entry.basis)
                 changed.append(u.backend_id)
         self.changes.publish(changed)
 
@@ -172,11 +181,35 @@ class RoutingTable:
         FailedPrecondition when none are given and none is known."""
         with self._lock:
             choice, chosen = self._rotation.pick(candidates, in_flight)
+            decision_id = ""
             if chosen is None:
-                return Decided(choice, Basis.NO_TELEMETRY, "")
+                if self.log is not None:
+                    decision_id = self._log_decision(choice, candidates, in_flight, None, "", 0.0)
+                return Decided(choice, Basis.NO_TELEMETRY, "", decision_id=decision_id)
             model_version = self.model.version if chosen.basis is Basis.FORECAST else ""
+            risk_ms = chosen.risk_ms
             as_of = self._entries[chosen.backend_id].as_of
-            return Decided(choice, chosen.basis, model_version, chosen.state, chosen.risk_ms, as_of)
+            if self.log is not None:
+                decision_id = self._log_decision(choice, candidates, in_flight, risk_ms, model_version, as_of)
+            return Decided(choice, chosen.basis, model_version, chosen.state, risk_ms, as_of, decision_id)
+
+    def _log_decision(
+        self,
+        choice: Choice,
+        candidates: Sequence[str],
+        in_flight: Mapping[str, int] | None,
+        risk_ms: float | None,
+        model_version: str,
+        as_of: float,
+    ) -> str:
+        """Records the decision and shows it to the shadow; its id."""
+        assert self.log is not None
+        decided_at = self.log.now()
+        decision_id = self.log.record(choice.backend_id, risk_ms, model_version, as_of, decided_at)
+        if self.shadow is not None:
+            alternative = self.shadow.pick(candidates, in_flight)
+            self.shadow.record(decision_id, decided_at, choice.backend_id, alternative.backend_id)
+        return decision_id
 
     def _candidate(self, e: Entry) -> Candidate:
         return Candidate(

@@ -12,7 +12,10 @@ from pathlib import Path
 from services.common import addresses, admin, config
 from services.common.admin import REFUSE_ALL, AdminAuth
 from services.common.config import require
+from services.common.tls import PLAINTEXT, Tls
 from services.common.window import WindowLimits
+from services.trainer import watcher
+from services.trainer.watcher import NO_RETRAIN, RetrainSettings
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class TrainerConfig:
     grace_s: float = 5.0
     log_format: str = ""
     log_level: str = "info"
+    tls: Tls = PLAINTEXT
     predictor_addr: str = f"localhost:{config.DEFAULT_PORTS['predictor']}"
     # Comma-separated host:port entries to publish to, each host standing for
     # every address it resolves to (a headless Service: every predictor
@@ -43,6 +47,11 @@ class TrainerConfig:
     # Train needs this token, and the trainer sends it when it publishes;
     # the default refuses Train and publishes with no token.
     admin: AdminAuth = REFUSE_ALL
+    # Drift-triggered retraining (services.trainer.watcher); off by default.
+    retrain: RetrainSettings = NO_RETRAIN
+    # Feature-store trainings weight rows by the quality labels in their
+    # horizon: 1 + w x (1 - mean quality). 0: quality labels are not used.
+    quality_weight: float = 0.0
 
     @property
     def window_limits(self) -> WindowLimits:
@@ -107,6 +116,16 @@ def parser() -> argparse.ArgumentParser:
         "(empty: csv_path is refused)",
     )
     admin.add_options(p)
+    watcher.add_options(p)
+    config.option(
+        p,
+        "--quality-weight",
+        env="ACE_QUALITY_WEIGHT",
+        cast=float,
+        default=0.0,
+        help="weight rows by the quality labels in their horizon, 1 + w x (1 - quality); feature-store "
+        "trainings only (0: off)",
+    )
     return p
 
 
@@ -119,6 +138,11 @@ def _data_dir(raw: str) -> Path | None:
         raise config.ConfigError(f"--data-dir: cannot resolve {raw!r}: {exc}") from exc
     require(path.is_dir(), f"--data-dir: {raw!r} is not a directory")
     return path
+
+
+def _quality_weight(value: float) -> float:
+    require(math.isfinite(value) and value >= 0, f"--quality-weight: must be a finite number >= 0, got {value!r}")
+    return value
 
 
 def _positive(name: str, value: float) -> None:
@@ -150,6 +174,8 @@ def build(args: argparse.Namespace) -> TrainerConfig:
         publish_timeout_s=args.publish_timeout_s,
         data_dir=_data_dir(args.data_dir),
         admin=admin.from_args(args),
+        retrain=watcher.settings_from(args),
+        quality_weight=_quality_weight(args.quality_weight),
     )
 
 

@@ -1,13 +1,15 @@
 """Rows to learn from: each backend's history replayed in event-time order
 through the same Window and feature code the feature store runs online, each
-row labelled with the worst latency of the horizon that follows it."""
+row labelled with the worst latency of the horizon that follows it, and
+optionally weighted by the quality scores routed requests got in that
+horizon (with_quality)."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +34,8 @@ class Dataset:
     # Points that got no row: their backend's history ends before their
     # horizon does, or no point of theirs falls inside the horizon.
     unlabelled: int
+    # Per row, how much it counts in the fit; None: every row counts 1.
+    weights: Floats | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -143,3 +147,58 @@ def future_max(times: Floats, values: Floats, horizon_s: float) -> Floats:
         if candidates:
             out[i] = v[candidates[0]]
     return out
+
+
+@dataclass(frozen=True)
+class QualityBucket:
+    """Quality scores of the requests routed to one backend and decided in
+    one bucket of event time (a FeatureStore OutcomeSummary)."""
+
+    backend_id: str
+    start: float  # event time, seconds since the epoch
+    count: int
+    total: float  # sum of the scores, each in [0, 1]
+
+
+def horizon_quality(data: Dataset, buckets: Iterable[QualityBucket]) -> Floats:
+    """Per row, the mean quality score of its backend's requests decided in
+    (time, time + horizon_s], the horizon its label covers; NaN where none
+    was reported. Buckets of the same backend and start add up."""
+    out = np.full(len(data), np.nan)
+    by_backend: dict[str, list[tuple[float, int, float]]] = defaultdict(list)
+    for b in buckets:
+        if b.count > 0:
+            by_backend[b.backend_id].append((b.start, b.count, b.total))
+    for backend_id, rows in by_backend.items():
+        mine = np.flatnonzero(data.backend_ids == backend_id)
+        if not len(mine):
+            continue
+        arr = np.asarray(sorted(rows), dtype=np.float64)
+        counts = np.concatenate([[0.0], np.cumsum(arr[:, 1])])
+        totals = np.concatenate([[0.0], np.cumsum(arr[:, 2])])
+        t = data.times[mine]
+        lo = np.searchsorted(arr[:, 0], t, side="right")
+        hi = np.searchsorted(arr[:, 0], t + data.horizon_s, side="right")
+        n = counts[hi] - counts[lo]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[mine] = np.where(n > 0, (totals[hi] - totals[lo]) / n, np.nan)
+    return out
+
+
+def with_quality(data: Dataset, buckets: Iterable[QualityBucket], weight: float) -> Dataset:
+    """The rows weighted 1 + weight x (1 - mean quality in their horizon):
+    a row whose horizon saw requests served badly counts more, a row with no
+    quality reported counts 1. Quality can fall before latency breaches (an
+    overloaded backend answers worse before it answers slower), so these
+    rows are the ones ahead of a breach, where a forecaster that misses it
+    costs most. The label stays the latency; only the emphasis changes."""
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ValueError(f"weight: must be a finite number >= 0, got {weight!r}")
+    quality = horizon_quality(data, buckets)
+    weights = np.where(np.isnan(quality), 1.0, 1.0 + weight * (1.0 - np.nan_to_num(quality, nan=1.0)))
+    return replace(data, weights=np.asarray(weights, dtype=np.float64))
+
+
+def weighted_rows(data: Dataset) -> int:
+    """Rows that count more than 1."""
+    return 0 if data.weights is None else int((data.weights > 1.0).sum())

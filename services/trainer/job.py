@@ -120,6 +120,8 @@ class Status:
 
 Publisher = Callable[[TrainedModel], PublishOutcome]
 HistoryLoader = Callable[[Source], list[Point]]
+# The quality labels of a source's span (FeatureStore outcome summaries).
+QualityLoader = Callable[[Source], list[dataset.QualityBucket]]
 
 
 def make_job(
@@ -242,11 +244,17 @@ class Trainer:
         publisher: Publisher,
         load: HistoryLoader = load_history,
         now: Callable[[], float] = time.time,
+        quality: QualityLoader | None = None,
+        quality_weight: float = 0.0,
     ) -> None:
         self._limits = limits
         self._publisher = publisher
         self._load = load
         self._now = now
+        # With a weight > 0, rows whose horizon saw quality fall count more
+        # (dataset.with_quality).
+        self._quality = quality
+        self._quality_weight = quality_weight
         self._running = threading.Lock()
         self._guard = threading.Lock()  # over the two fields below
         self._last_result: Result | None = None
@@ -256,15 +264,17 @@ class Trainer:
         with self._guard:
             return Status(self._running.locked(), self._last_result, self._last_finished_at)
 
-    def run(self, job: Job) -> Generator[Progress, None, None]:
-        """The steps of one training, each yielded once finished.
+    def run(self, job: Job, publisher: Publisher | None = None) -> Generator[Progress, None, None]:
+        """The steps of one training, each yielded once finished; `publisher`
+        replaces the trainer's own for this job (a drift retrain publishes
+        as a shadow).
         FailedPrecondition when another training runs. The trainer is free
         again before the last step, "done", is yielded, so a client that has
         read it can start the next training at once."""
         if not self._running.acquire(blocking=False):
             raise FailedPrecondition("a training is already running; the trainer runs one at a time")
         try:
-            result = yield from self._steps(job)
+            result = yield from self._steps(job, publisher or self._publisher)
         except AceError as exc:
             _log.warning("training_failed", reason=str(exc))
             raise
@@ -275,7 +285,7 @@ class Trainer:
             self._running.release()
         yield Progress("done", f"version {result.model.version}", result)
 
-    def _steps(self, job: Job) -> Generator[Progress, None, Result]:
+    def _steps(self, job: Job, publisher: Publisher) -> Generator[Progress, None, Result]:
         params = job.params
         _log.info(
             "training_started",
@@ -293,9 +303,14 @@ class Trainer:
         yield Progress("history", f"{len(points)} points of {backends} backends from {describe(job.source)}")
 
         data = dataset.build(points, params.horizon_s, self._limits)
+        weighted = ""
+        if self._quality is not None and self._quality_weight > 0:
+            data = dataset.with_quality(data, self._quality(job.source), self._quality_weight)
+            weighted = f"; {dataset.weighted_rows(data)} rows weighted up by quality labels"
         yield Progress(
             "features",
-            f"{len(data)} labelled rows; {data.unlabelled} points without a full {params.horizon_s:g} s horizon",
+            f"{len(data)} labelled rows; {data.unlabelled} points without a full {params.horizon_s:g} s horizon"
+            + weighted,
         )
 
         fitted = train.fit(data, params)
@@ -319,7 +334,7 @@ class Trainer:
         )
 
         if job.publish:
-            outcome = self._publisher(model)
+            outcome = publisher(model)
             accepted = sum(r.published for r in outcome.replicas)
             if outcome.published:
                 _log.info("model_published", version=model.version, size_bytes=model.size_bytes, replicas=accepted)

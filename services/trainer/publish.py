@@ -10,13 +10,15 @@ import grpc
 from ace.v1 import predictor_pb2, predictor_pb2_grpc
 from services.common.addresses import Target
 from services.common.timeutil import set_timestamp
+from services.common.tls import PLAINTEXT, Tls
+from services.common.tls import channel as channel_to
 from services.trainer.job import PublishOutcome, ReplicaOutcome
 from services.trainer.train import TrainedModel
 
 CHUNK_BYTES = 1 << 20  # the most the contract allows in one chunk message
 
 
-def metadata_of(model: TrainedModel, stage_only: bool = False) -> predictor_pb2.ModelMetadata:
+def metadata_of(model: TrainedModel, stage_only: bool = False, shadow: bool = False) -> predictor_pb2.ModelMetadata:
     metadata = predictor_pb2.ModelMetadata(
         version=model.version,
         schema_version=model.schema_version,
@@ -32,6 +34,7 @@ def metadata_of(model: TrainedModel, stage_only: bool = False) -> predictor_pb2.
         feature_means=list(model.feature_means),
         feature_stds=list(model.feature_stds),
         stage_only=stage_only,
+        shadow=shadow,
     )
     set_timestamp(metadata.trained_at, model.trained_at)
     return metadata
@@ -81,6 +84,7 @@ def publish_all(
     *,
     timeout_s: float = 60.0,
     call_metadata: Sequence[tuple[str, str]] = (),
+    tls: Tls = PLAINTEXT,
 ) -> PublishOutcome:
     """Publishes one model to each predictor replica in turn and reports
     each; published only when every replica accepted it. One at a time, so
@@ -90,7 +94,7 @@ def publish_all(
         if target.error:
             replicas.append(ReplicaOutcome(target.address, False, target.error))
             continue
-        with grpc.insecure_channel(target.address) as channel:
+        with channel_to(target.address, tls) as channel:
             outcome = publish(channel, metadata, onnx_bytes, timeout_s=timeout_s, call_metadata=call_metadata)
         replicas.append(ReplicaOutcome(target.address, outcome.published, outcome.error))
     return PublishOutcome.of(tuple(replicas))

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from ace.v1 import feature_store_pb2_grpc, predictor_pb2_grpc, trainer_pb2, trainer_pb2_grpc
-from services.common import addresses
+from services.common import addresses, tls
 from services.common.serving import RunningServer, start_server
 from services.common.telemetry import Point
 from services.common.timeutil import set_timestamp
-from services.trainer import history, job, publish
+from services.trainer import history, job, publish, watcher
 from services.trainer.config import TrainerConfig
 from services.trainer.job import Defaults, HistoryLoader, Result, Trainer
 from services.trainer.train import TrainedModel
@@ -107,15 +107,15 @@ def start(
     """Starts the trainer on config.port (0 picks one); SERVING at once, since
     training needs nothing else (a predictor that cannot be reached only
     makes publishing fail). load_history and now are for tests."""
-    channel = grpc.insecure_channel(config.predictor_addr)
+    channel = tls.channel(config.predictor_addr, config.tls)
     predictor = predictor_pb2_grpc.PredictorStub(channel)
-    feature_store_channel = grpc.insecure_channel(config.feature_store_addr)
+    feature_store_channel = tls.channel(config.feature_store_addr, config.tls)
     feature_store = feature_store_pb2_grpc.FeatureStoreStub(feature_store_channel)
 
     token = config.admin.metadata()
 
-    def publisher(model: TrainedModel) -> job.PublishOutcome:
-        metadata = publish.metadata_of(model)
+    def publisher(model: TrainedModel, shadow: bool = False) -> job.PublishOutcome:
+        metadata = publish.metadata_of(model, shadow=shadow)
         if not config.predictor_publish_addrs:
             one = publish.publish(
                 predictor, metadata, model.onnx_bytes, timeout_s=config.publish_timeout_s, call_metadata=token
@@ -125,7 +125,7 @@ def start(
         # change as pods come and go.
         targets = addresses.resolve(config.predictor_publish_addrs)
         return publish.publish_all(
-            targets, metadata, model.onnx_bytes, timeout_s=config.publish_timeout_s, call_metadata=token
+            targets, metadata, model.onnx_bytes, timeout_s=config.publish_timeout_s, call_metadata=token, tls=config.tls
         )
 
     def load(source: job.Source) -> list[Point]:
@@ -133,8 +133,16 @@ def start(
             return history.read(feature_store, source)
         return job.load_history(source, config.data_dir)
 
-    trainer = Trainer(limits=config.window_limits, publisher=publisher, load=load_history or load, now=now)
-    servicer = TrainerServicer(trainer, Defaults(horizon_s=config.horizon_s, threshold_ms=config.threshold_ms))
+    trainer = Trainer(
+        limits=config.window_limits,
+        publisher=publisher,
+        load=load_history or load,
+        now=now,
+        quality=lambda source: history.read_quality(feature_store, source),
+        quality_weight=config.quality_weight,
+    )
+    defaults = Defaults(horizon_s=config.horizon_s, threshold_ms=config.threshold_ms)
+    servicer = TrainerServicer(trainer, defaults)
     try:
         running = start_server(
             host=config.host,
@@ -144,6 +152,7 @@ def start(
             serving=True,
             options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
             admin=config.admin,
+            tls=config.tls,
         )
     except BaseException:
         channel.close()
@@ -151,4 +160,6 @@ def start(
         raise
     running.on_stop.append(channel.close)
     running.on_stop.append(feature_store_channel.close)
+    if config.retrain.on_drift:
+        watcher.start(running, config.retrain, predictor, trainer, lambda m: publisher(m, shadow=True), defaults)
     return running

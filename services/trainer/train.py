@@ -181,7 +181,8 @@ def fit(dataset: Dataset, params: TrainParams) -> Fitted:
     # float32 output is centred on the largest log label, where that matters
     # most; the export adds the offset back in float64.
     offset = float(target.max())
-    forest.fit(_as_float32(dataset.X[split.train]), target - offset)
+    weights = dataset.weights[split.train] if dataset.weights is not None else None
+    forest.fit(_as_float32(dataset.X[split.train]), target - offset, sample_weight=weights)
     return Fitted(forest=forest, offset=offset, split=split, fit_s=time.perf_counter() - started)
 
 

@@ -102,3 +102,25 @@ def publish_requests(
     for start in range(0, len(onnx_bytes), chunk_size):
         requests.append(predictor_pb2.PublishModelRequest(chunk=onnx_bytes[start : start + chunk_size]))
     return requests
+
+
+@functools.cache
+def onnx_constant(value_ms: float, width: int = K) -> bytes:
+    """A valid model that forecasts `value_ms` whatever its input: the
+    deliberately bad version of the learning-loop tests."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["features", "zero"], ["zeros"]),
+            helper.make_node("ReduceSum", ["zeros", "axes"], ["summed"], keepdims=1),
+            helper.make_node("Add", ["summed", "value"], ["variable"]),
+        ],
+        "constant",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])],
+        initializer=[
+            helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+            helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+            helper.make_tensor("value", TensorProto.FLOAT, [1], [value_ms]),
+        ],
+    )
+    return bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from services.router.outcomes import DecisionLog, Status
+from services.router.outcomes import BLOCK, DecisionLog, Recorded, Status
 
 
 class Clock:
@@ -150,3 +150,80 @@ def test_each_start_issues_ids_of_its_own():
     assert DecisionLog().instance != DecisionLog().instance
     with pytest.raises(ValueError, match="instance"):
         DecisionLog(instance="a-b")
+
+
+def test_one_outcome_may_report_latency_and_quality_together():
+    d = log()
+    decision_id = d.record("gpu-a", 120.0, "v3", as_of=5000.0)
+    receipt = d.report(decision_id, latency_ms=95.0, quality=0.7)
+    assert receipt.status is Status.ACCEPTED
+    assert receipt.recorded == Recorded("gpu-a", 5000.0, 95.0, 0.7)
+    # Resent: a duplicate, with nothing to forward.
+    again = d.report(decision_id, latency_ms=95.0, quality=0.7)
+    assert (again.status, again.recorded) == (Status.DUPLICATE, None)
+    assert "latency_ms, quality" in again.reason
+
+
+def test_a_report_adding_quality_to_a_known_latency_forwards_only_the_quality():
+    d = log()
+    decision_id = d.record("gpu-a", 120.0, "v3", as_of=5000.0)
+    d.report(decision_id, latency_ms=95.0)
+    receipt = d.report(decision_id, latency_ms=95.0, quality=0.4)
+    assert receipt.status is Status.ACCEPTED
+    assert receipt.recorded == Recorded("gpu-a", 5000.0, None, 0.4)
+
+
+def test_a_contradicting_field_rejects_the_whole_outcome():
+    d = log()
+    decision_id = d.record("gpu-a", 120.0, "v3")
+    d.report(decision_id, latency_ms=95.0)
+    receipt = d.report(decision_id, latency_ms=99.0, quality=0.4)
+    assert receipt.status is Status.REJECTED and receipt.reason.startswith("latency_ms:")
+    got = d.get(decision_id)
+    assert got is not None and got.quality is None  # the quality of that outcome was not taken
+
+
+def test_failed_is_quality_zero_and_cannot_carry_another_quality():
+    d = log()
+    first, second = d.record("gpu-a", None, ""), d.record("gpu-a", None, "")
+    assert d.report(first, failed=True).status is Status.ACCEPTED
+    got = d.get(first)
+    assert got is not None and got.quality == 0.0
+    bad = d.report(second, quality=0.5, failed=True)
+    assert bad.status is Status.REJECTED and bad.reason.startswith("failed:")
+
+
+def test_an_outcome_reporting_nothing_is_rejected():
+    d = log()
+    receipt = d.report(d.record("gpu-a", None, ""))
+    assert receipt.status is Status.REJECTED and "none of" in receipt.reason
+
+
+def test_ids_stay_exact_across_blocks_and_memory_is_given_back():
+    clock = Clock()
+    d = log(clock, max_decisions=BLOCK + 10)
+    ids = [d.record(f"gpu-{i % 3}", float(i), "v1", as_of=float(i)) for i in range(3 * BLOCK)]
+    # Only the newest BLOCK + 10 are held, exactly; older blocks were dropped.
+    assert d.report_latency(ids[-(BLOCK + 11)], 1.0).status is Status.REJECTED
+    assert d.report_latency(ids[-(BLOCK + 10)], 1.0).status is Status.ACCEPTED
+    assert len(d) == BLOCK + 10
+    assert len(d._blocks) <= 3
+    got = d.get(ids[-1])
+    assert got is not None
+    assert (got.backend_id, got.forecast_ms, got.as_of, got.model_version) == (
+        f"gpu-{(3 * BLOCK - 1) % 3}",
+        float(3 * BLOCK - 1),
+        float(3 * BLOCK - 1),
+        "v1",
+    )
+
+
+def test_old_blocks_are_dropped_by_age():
+    clock = Clock()
+    d = log(clock, max_age_s=60)
+    for _ in range(BLOCK):
+        d.record("gpu-a", None, "")
+    clock.now += 61
+    d.record("gpu-a", None, "")  # starts a block; the first is all expired
+    assert len(d._blocks) == 1
+    assert len(d) == 1

@@ -28,6 +28,7 @@ def test_vectors_of_one_schema_go_as_one_matrix_in_order() -> None:
     assert len(matrix.values) == 3 * N_FEATURES
     assert [matrix.values[i * N_FEATURES + LATENCY] for i in range(3)] == [200, 100, 300]
     assert list(matrix.values) == [v for vec in vectors for v in vec.values]
+    assert list(matrix.as_of_s) == [1, 1, 2]  # so the predictor can score each row
 
 
 def test_mixed_schemas_or_lengths_go_as_vectors_so_the_error_names_one() -> None:

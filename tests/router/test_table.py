@@ -3,7 +3,9 @@ import pytest
 
 from services.common.errors import FailedPrecondition, InvalidInput
 from services.router import risk
+from services.router.outcomes import DecisionLog
 from services.router.policy import Action, Basis, Settings, State
+from services.router.policy_shadow import PolicyShadow
 from services.router.table import ModelFacts, RoutingTable, Update
 
 S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5)
@@ -100,3 +102,35 @@ def test_risk_report_orders_by_forecast_and_explains_with_model_statistics():
     assert top.z_score == pytest.approx(4.5)
     assert top.weight == pytest.approx(0.8 * 4.5)
     assert risks[2].drivers == ()
+
+
+def test_each_decision_gets_an_id_that_its_outcome_is_reported_with():
+    log = DecisionLog(instance="r1")
+    table = RoutingTable(S, log)
+    table.apply([update("a", 10, 100), update("b", 10, 120)])
+    decided = table.decide([])
+    assert decided.decision_id == "r1-1"
+    got = log.get(decided.decision_id)
+    assert got is not None
+    assert (got.backend_id, got.forecast_ms, got.as_of) == ("a", 100, 10)
+    assert table.decide([]).decision_id == "r1-2"
+
+
+def test_without_telemetry_decisions_are_still_logged_without_an_event_time():
+    log = DecisionLog(instance="r1")
+    decided = RoutingTable(S, log).decide(["x", "y"])
+    got = log.get(decided.decision_id)
+    assert got is not None and (got.backend_id, got.as_of, got.forecast_ms) == ("x", 0.0, None)
+
+
+def test_the_shadow_sees_every_update_and_decision():
+    log = DecisionLog(instance="r1")
+    shadow = PolicyShadow(Settings(threshold_ms=250, cold_start_points=5))
+    table = RoutingTable(S, log, shadow)
+    # a at 280 ms: under the live 300 ms threshold, over the shadow's 250.
+    table.apply([update("a", 10, 280), update("b", 10, 100)])
+    assert shadow.state("a") is State.OPEN
+    chosen = [table.decide([]).choice.backend_id for _ in range(4)]
+    assert chosen == ["a", "b", "a", "b"]
+    assert (shadow.decisions, shadow.differing) == (4, 2)
+    assert [(p.live_backend, p.alternative_backend) for p in shadow.pairs()] == [("a", "b"), ("a", "b")]

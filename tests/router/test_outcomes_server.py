@@ -1,0 +1,136 @@
+"""ReportOutcomes and GetPolicyShadow on a real router on port 0, fed by
+stand-in dependencies that are real servers too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from ace.v1 import feature_store_pb2_grpc, predictor_pb2_grpc, router_pb2, router_pb2_grpc
+from services.router.config import load
+from services.router.server import start
+from tests.fakes import FakeFeatureStore, FakePredictor, serve, vector
+from tests.router.test_server import Watch, at
+
+
+@pytest.fixture
+def router(request: pytest.FixtureRequest) -> Iterator[tuple[FakeFeatureStore, router_pb2_grpc.RouterStub, Watch]]:
+    extra: list[str] = getattr(request, "param", [])
+    store = FakeFeatureStore()
+    # The forecast is the observed latency.
+    predictor = FakePredictor(lambda _b, latency: latency)
+    fs_server, fs_port = serve(lambda s: feature_store_pb2_grpc.add_FeatureStoreServicer_to_server(store, s))
+    pr_server, pr_port = serve(lambda s: predictor_pb2_grpc.add_PredictorServicer_to_server(predictor, s))
+    local = ["--host", "127.0.0.1", "--port", "0"]
+    deps = ["--feature-store-addr", f"127.0.0.1:{fs_port}", "--predictor-addr", f"127.0.0.1:{pr_port}"]
+    running = start(load([*local, *deps, *extra]))
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    stub = router_pb2_grpc.RouterStub(channel)
+    watch = Watch(stub)
+    yield store, stub, watch
+    watch.call.cancel()
+    channel.close()
+    running.stop(0)
+    fs_server.stop(0)
+    pr_server.stop(0)
+
+
+def outcome(decision_id: str, **kw) -> router_pb2.Outcome:
+    return router_pb2.Outcome(decision_id=decision_id, **kw)
+
+
+def test_receipts_answer_each_outcome_in_place(router):
+    store, stub, watch = router
+    store.batches.put([vector("a", 100, 120), vector("b", 100, 150)])
+    watch.until(at("b", 100))
+    first, second = (stub.Decide(router_pb2.DecideRequest()) for _ in range(2))
+    assert first.decision_id and first.decision_id != second.decision_id
+    instance = first.decision_id.rpartition("-")[0]
+    response = stub.ReportOutcomes(
+        router_pb2.ReportOutcomesRequest(
+            outcomes=[
+                outcome(second.decision_id, latency_ms=90.0),  # out of order: the later decision first
+                outcome(first.decision_id, latency_ms=110.0),
+                outcome(first.decision_id, latency_ms=110.0),  # a retry
+                outcome(f"{instance}-999", quality=0.5),
+                outcome(first.decision_id, quality=0.8),  # quality, later
+                outcome(second.decision_id, latency_ms=91.0),  # contradicts
+                outcome(second.decision_id, quality=1.5),
+                outcome(second.decision_id, failed=True),
+            ]
+        )
+    )
+    statuses = [(r.index, r.status) for r in response.receipts]
+    assert statuses == [
+        (0, router_pb2.ACCEPTED),
+        (1, router_pb2.ACCEPTED),
+        (2, router_pb2.DUPLICATE),
+        (3, router_pb2.REJECTED),
+        (4, router_pb2.ACCEPTED),
+        (5, router_pb2.REJECTED),
+        (6, router_pb2.REJECTED),
+        (7, router_pb2.ACCEPTED),
+    ]
+    reasons = [r.reason for r in response.receipts]
+    assert reasons[0] == "" and reasons[2].startswith("outcomes[2].latency_ms: already recorded")
+    assert reasons[3].startswith(f"outcomes[3].decision_id: '{instance}-999' was never issued")
+    assert reasons[5].startswith("outcomes[5].latency_ms:") and "already has 90.0" in reasons[5]
+    assert reasons[6].startswith("outcomes[6].quality: must be in [0, 1]")
+
+
+def test_too_many_outcomes_are_invalid_argument(router):
+    _store, stub, _watch = router
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ReportOutcomes(router_pb2.ReportOutcomesRequest(outcomes=[outcome("x-1")] * 10_001))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "outcomes: at most 10000" in err.value.details()
+
+
+def test_without_a_shadow_get_policy_shadow_is_failed_precondition(router):
+    _store, stub, _watch = router
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetPolicyShadow(router_pb2.GetPolicyShadowRequest())
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "--shadow-threshold-ms" in err.value.details()
+
+
+@pytest.mark.parametrize("router", [["--shadow-threshold-ms", "250"]], indirect=True)
+def test_the_shadow_threshold_is_compared_on_live_traffic(router):
+    store, stub, watch = router
+    # a is forecast at 280 ms: the live 300 ms breaker stays closed, the
+    # shadow's 250 ms one opens. Requests to a breach the 300 ms SLO.
+    store.batches.put([vector("a", 100, 280), vector("b", 100, 100)])
+    watch.until(at("b", 100))
+    decisions = [stub.Decide(router_pb2.DecideRequest()) for _ in range(40)]
+    assert {d.backend_id for d in decisions} == {"a", "b"}
+    seen = {"a": 420.0, "b": 110.0}
+    response = stub.ReportOutcomes(
+        router_pb2.ReportOutcomesRequest(
+            outcomes=[outcome(d.decision_id, latency_ms=seen[d.backend_id]) for d in decisions]
+        )
+    )
+    assert {r.status for r in response.receipts} == {router_pb2.ACCEPTED}
+    report = stub.GetPolicyShadow(router_pb2.GetPolicyShadowRequest())
+    assert (report.live_threshold_ms, report.alternative_threshold_ms) == (300, 250)
+    assert (report.decisions, report.differing) == (40, 20)
+    assert (report.compared, report.missing_live, report.missing_alternative) == (20, 0, 0)
+    assert (report.live_breaches, report.alternative_breaches) == (20, 0)
+    assert (report.only_live_breached, report.only_alternative_breached) == (20, 0)
+    assert report.p_value == pytest.approx(2 / 2**20)
+    assert report.significant
+    assert "the alternative would have fewer breaches" in report.reason
+
+
+@pytest.mark.parametrize("router", [["--shadow-threshold-ms", "250"]], indirect=True)
+def test_no_outcomes_means_no_comparison_yet(router):
+    store, stub, watch = router
+    store.batches.put([vector("a", 100, 280), vector("b", 100, 100)])
+    watch.until(at("b", 100))
+    for _ in range(4):
+        stub.Decide(router_pb2.DecideRequest())
+    report = stub.GetPolicyShadow(router_pb2.GetPolicyShadowRequest())
+    assert (report.differing, report.compared, report.missing_live) == (2, 0, 2)
+    assert report.p_value == 1 and not report.significant
+    assert report.reason.startswith("no comparison yet")
