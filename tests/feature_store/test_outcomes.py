@@ -10,12 +10,13 @@ import grpc
 import pytest
 
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc
+from services.common.outcome_summary import Summary
 from services.common.points import to_message
 from services.common.telemetry import Point
 from services.common.timeutil import to_seconds, to_timestamp
 from services.feature_store.config import FeatureStoreConfig
 from services.feature_store.history import Retention
-from services.feature_store.outcomes import OutcomeLog, Summary, decode, encode, problem
+from services.feature_store.outcomes import OutcomeLog, decode, encode, problem
 from services.feature_store.server import start
 
 T0 = 1_767_225_600.0

@@ -1,7 +1,8 @@
 import pytest
 
+from services.common.outcome_summary import Summary
 from services.router.outcomes import DecisionLog, Recorded, Status
-from services.router.summaries import Report, Summaries, Summary, report_all
+from services.router.summaries import Report, Summaries, report_all
 
 
 def test_outcomes_add_up_per_backend_and_bucket():
