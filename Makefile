@@ -83,12 +83,14 @@ bench: $(STAMP) ## every benchmark, each figure beside its baseline (a few minut
 bench-foresight: $(STAMP) ## ACE against seven routers in a closed-loop simulation and on real telemetry (about 10 min); writes reports/foresight.md
 	$(PY) -m bench.foresight --out reports
 
-soak: $(STAMP) ## Decide, Ingest and Predict at the highest sustainable rate for about 3 min: calls, failures, latency, memory
+soak: $(STAMP) ## Decide, Ingest, Predict and ReportOutcomes at the highest sustainable rate for about 3 min: calls, failures, latency, memory
 	$(PY) -m tools.soak
 
-fuzz: $(STAMP) ## atheris on telemetry, model validation, router picks and trainer history (about 8 min); a crash leaves its input in .run/fuzz
+fuzz: $(STAMP) ## atheris on telemetry, model validation, Predict input, outcome logs, router picks and trainer history (about 12 min); a crash leaves its input in .run/fuzz
 	$(PY) -m tools.fuzz telemetry --runs 200000 --seconds 120
 	$(PY) -m tools.fuzz model --runs 200000 --seconds 120
+	$(PY) -m tools.fuzz predict --runs 2000000 --seconds 120
+	$(PY) -m tools.fuzz outcomes --runs 200000 --seconds 120
 	$(PY) -m tools.fuzz router --runs 2000000 --seconds 120
 	$(PY) -m tools.fuzz trainer --runs 200000 --seconds 120
 

@@ -10,14 +10,21 @@ takes bytes or values from outside:
   names and in-flight counts (the request handling of Decide without gRPC);
 - trainer: history segment files as the feature store finds them on disk
   (adopted, read back, sent as ReadHistory sends them) and fuzzed points,
-  into the trainer's dataset.
+  into the trainer's dataset;
+- outcomes: outcome summary segment files as the feature store finds them
+  on disk, then IngestOutcomes messages into the same log, read back and
+  sent as ReadHistory sends them;
+- predict: PredictRequest messages (vectors or a FeatureMatrix with its
+  event times) through the predictor's input checks and model into the
+  forecasts the learning loop scores.
 
 A crash is any exception other than the project's own refusals (InvalidInput
 and friends, ValueError from the CSV reader), and any broken invariant the
 targets assert (a choice outside the candidates, a point served from disk
 that the store would never have accepted, a row without its label).
 
-python -m tools.fuzz TARGET [--runs N] [--seconds S]   TARGET: model | router | telemetry | trainer
+python -m tools.fuzz TARGET [--runs N] [--seconds S]
+TARGET: model | outcomes | predict | router | telemetry | trainer
 """
 
 from __future__ import annotations
@@ -40,28 +47,32 @@ from google.protobuf.message import DecodeError
 # Coverage of ACE's own modules guides the fuzzer; they must be imported
 # first here, inside the block.
 with atheris.instrument_imports(include=["services"]):
-    from services.common import features, telemetry
+    from services.common import features, outcome_summary, telemetry
     from services.common.errors import AceError
     from services.common.points import from_message, to_message
+    from services.common.timeutil import to_seconds
     from services.common.window import WindowLimits
-    from services.feature_store import history
+    from services.feature_store import history, outcomes
     from services.feature_store.server import point_of
     from services.feature_store.store import Store
-    from services.predictor import model, upload
+    from services.predictor import loop, model, upload
+    from services.predictor.scoring import Scorer
     from services.predictor.server import meta_from_proto
     from services.router import wire
     from services.router.policy import Settings
     from services.router.rotation import Rotation
     from services.trainer import dataset
 
-from ace.v1 import predictor_pb2, router_pb2, telemetry_pb2
+from ace.v1 import feature_store_pb2, predictor_pb2, router_pb2, telemetry_pb2
 from tests.predictor import models
 
 MAX_MODEL_BYTES = 1 << 20
 _store = Store(WindowLimits(span_s=300.0, max_points=64), max_backends=64)
 _scratch = Path(tempfile.mkdtemp(prefix="ace-fuzz-"))
 _csv = _scratch / "history.csv"
-_meta = models.make_meta(models.onnx_model(seed=0), version="fuzz")
+_onnx = models.onnx_model(seed=0)
+_meta = models.make_meta(_onnx, version="fuzz")
+_loaded: list[model.LoadedModel] = []  # loaded at the first predict input, not at import
 # A small window, so that fuzzed histories fill and slide it.
 _limits = WindowLimits(span_s=60.0, max_points=16)
 
@@ -211,7 +222,83 @@ def trainer_input(data: bytes) -> None:
     assert (np.diff(rows.times) >= 0).all(), "rows not in event-time order"
 
 
-TARGETS = {"telemetry": telemetry_input, "model": model_input, "router": router_input, "trainer": trainer_input}
+def outcomes_input(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    # The outcome log as a previous run left it: an open segment (cut after
+    # its last whole record and sealed at start) and a sealed one.
+    history_dir = _scratch / "outcome-history"
+    directory = history_dir / outcomes.SUBDIRECTORY
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale_file in directory.iterdir():
+        stale_file.unlink()
+    (directory / f"{1:010d}{history.OPEN_SUFFIX}").write_bytes(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 512)))
+    oldest, newest = sorted(fdp.ConsumeIntInRange(0, 2**62) for _ in range(2))
+    (directory / f"{2:010d}-{oldest}-{newest}.seg").write_bytes(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 512)))
+    log = outcomes.OutcomeLog(history_dir, history.Retention(max_bytes=1 << 20, max_age_s=fdp.ConsumeFloat()))
+    try:
+        # IngestOutcomes requests, as the servicer takes them.
+        for _ in range(fdp.ConsumeIntInRange(0, 3)):
+            try:
+                request = feature_store_pb2.IngestOutcomesRequest.FromString(
+                    fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 256))
+                )
+            except DecodeError:
+                continue
+            summaries = [outcome_summary.from_message(m) for m in request.summaries]
+            result = log.ingest(request.batch_id, summaries)
+            expected = 0 if result.duplicate else len(summaries)
+            assert result.accepted + len(result.rejected) == expected, "a summary neither stored nor refused"
+        start, end = history.event_range(None, None, fdp.PickValueInList([0.0, 60.0, 86_400.0]), log.log.newest)
+        served = [s for batch in log.read(start, end) for s in batch]
+    finally:
+        log.close()
+    for s in served:
+        assert outcomes.problem(s) is None, f"served a summary the store never accepts: {s}"
+        # What ReadHistory sends and the trainer gets back.
+        back = outcome_summary.from_message(outcome_summary.to_message(s))
+        assert outcomes.problem(back) is None, f"a summary broken on the wire: {s} -> {back}"
+
+
+def predict_input(data: bytes) -> None:
+    try:
+        request = predictor_pb2.PredictRequest.FromString(data)
+    except DecodeError:
+        return
+    if not _loaded:
+        _loaded.append(model.load_and_validate(_meta, _onnx))
+    active = _loaded[0]
+    # As the servicer reads a request: a matrix, else the vectors.
+    try:
+        if request.HasField("matrix"):
+            m = request.matrix
+            x = active.input_of_matrix(m.schema_version, len(m.backend_ids), m.values)
+            backend_ids, as_of = list(m.backend_ids), list(m.as_of_s)
+        else:
+            x = active.input_of([(v.schema_version, v.values) for v in request.vectors])
+            backend_ids = [v.backend_id for v in request.vectors]
+            as_of = [to_seconds(v.as_of) for v in request.vectors]
+    except AceError:
+        return
+    assert x.dtype == np.float32 and x.shape == (len(backend_ids), len(_meta.feature_names))
+    assert np.isfinite(x).all(), "a non-finite value passed the input checks"
+    predicted = active.predict(x)
+    assert predicted.shape == (len(backend_ids),) and np.isfinite(predicted).all()
+    if len(as_of) != len(backend_ids):
+        return  # served, not scored
+    # What the learning loop registers: a forecast it cannot score would
+    # make the scorer raise and the loop drop the whole call.
+    forecasts = loop.forecasts_of(active, backend_ids, as_of, predicted.tolist())
+    Scorer().add_forecasts(forecasts)
+
+
+TARGETS = {
+    "telemetry": telemetry_input,
+    "model": model_input,
+    "outcomes": outcomes_input,
+    "predict": predict_input,
+    "router": router_input,
+    "trainer": trainer_input,
+}
 
 
 def _length_last(n: int) -> bytes:
@@ -237,6 +324,34 @@ def seeds(target: str, corpus: Path) -> None:
         table.backends.add(backend_id="d", cold=True, points_in_window=2)
         raw = table.SerializeToString()
         (corpus / "table").write_bytes(raw + bytes(range(64)) + _length_last(len(raw)))
+    elif target == "outcomes":
+        records = outcomes.encode(
+            [
+                outcome_summary.Summary(b, 1_767_225_600.0 + 10 * i, 10.0, 2, 1.5, 3, 300.0, 120.0)
+                for i in range(4)
+                for b in "ab"
+            ]
+        )
+        request = feature_store_pb2.IngestOutcomesRequest(
+            batch_id="r1-1",
+            summaries=[outcome_summary.to_message(outcome_summary.Summary("a", 1_767_225_700.0, 10.0, 1, 1.0))],
+        ).SerializeToString()
+        tail = records + bytes([len(request)]) + request + bytes(range(64))
+        (corpus / "segment").write_bytes(tail + _length_last(len(records)))
+    elif target == "predict":
+        rows = 3
+        matrix = predictor_pb2.FeatureMatrix(
+            backend_ids=["a", "b", "a"],
+            schema_version=_meta.schema_version,
+            values=[float(v) for v in range(rows * len(_meta.feature_names))],
+            as_of_s=[1_767_225_600.0 + i for i in range(rows)],
+        )
+        (corpus / "matrix").write_bytes(predictor_pb2.PredictRequest(matrix=matrix).SerializeToString())
+        vector = telemetry_pb2.FeatureVector(
+            backend_id="a", schema_version=_meta.schema_version, values=[1.0] * len(_meta.feature_names)
+        )
+        vector.as_of.seconds = 1_767_225_600
+        (corpus / "vectors").write_bytes(predictor_pb2.PredictRequest(vectors=[vector]).SerializeToString())
     elif target == "trainer":
         records = history.encode(
             [telemetry.Point(b, 1_767_225_600.0 + 10 * i, 5.0, 50.0 + i, 0.0) for i in range(6) for b in "ab"]

@@ -1,10 +1,14 @@
 """`make soak`: the four services as processes on free loopback ports,
 driven at the highest rate they sustain (closed loop: each worker sends its
-next call as soon as the last one answered) with well-formed Decide, Ingest
-and Predict calls for a bounded time. Prints one table: calls and failures
-per RPC (failures must be 0), the rate, latency percentiles in the first and
-the last window of the run, and each service's resident memory after the
-warm-up and at the end. Exits 1 on any failed call.
+next call as soon as the last one answered) with well-formed Decide, Ingest,
+Predict and ReportOutcomes calls for a bounded time. Every decision's id is
+reported back (its latency and a quality score), so the router's decision
+log and outcome summaries, and the feature store's outcome log, are under
+the same load. Prints one table: calls and failures per RPC (failures must
+be 0; an outcome or point refused counts as one), the rate, latency
+percentiles in the first and the last window of the run, each service's
+resident memory after the warm-up and at the end, and how many outcomes
+reached the feature store. Exits 1 on any failed call or lost outcome.
 
 python -m tools.soak [--duration-s S] [--workers N] [--backends B]
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import queue
 import shutil
 import sys
 import threading
@@ -39,9 +44,16 @@ from services.common.features import N_FEATURES, SCHEMA_VERSION
 from services.common.timeutil import to_timestamp
 from tools.constellation import ORDER, Constellation
 
-RPCS = ("Decide", "Ingest", "Predict")
+RPCS = ("Decide", "Ingest", "Predict", "ReportOutcomes")
 POINTS_PER_INGEST = 10
 VECTORS_PER_PREDICT = 16
+# Decisions a ReportOutcomes call reports at most: whatever has piled up
+# since its last call, as a proxy batches them.
+OUTCOMES_PER_REPORT = 500
+
+
+class Refused(Exception):
+    """A well-formed call answered OK that refused part of what it carried."""
 
 
 @dataclass
@@ -53,15 +65,14 @@ class Calls:
     failures: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, started: float, error: grpc.RpcError | None) -> None:
+    def record(self, started: float, error: str | None) -> None:
         ended = time.monotonic()
         with self.lock:
             if error is None:
                 self.ended_at.append(ended)
                 self.latency_ms.append((ended - started) * 1000.0)
             else:
-                key = error.code().name
-                self.failures[key] = self.failures.get(key, 0) + 1
+                self.failures[error] = self.failures.get(error, 0) + 1
 
     def window(self, start: float, end: float) -> np.ndarray:
         at = np.asarray(self.ended_at)
@@ -97,6 +108,10 @@ class Load:
             ]
         )
         self.t0 = time.time() - 3600.0
+        # Decisions waiting to be reported: (decision id, Decide's latency ms).
+        self.decided: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
+        self.outcomes_accepted = 0
+        self._outcomes_lock = threading.Lock()
 
     def ingest(self) -> None:
         with self._tick_lock:
@@ -115,7 +130,7 @@ class Load:
         ]
         reply = self.features.Ingest(feature_store_pb2.IngestRequest(points=points), timeout=5)
         if reply.rejected:
-            raise AssertionError(f"well-formed points refused: {reply.rejected[0].reason}")
+            raise Refused(f"well-formed points refused: {reply.rejected[0].reason}")
 
     def prime(self, timeout_s: float = 60.0) -> None:
         """Gives every backend its first points and waits, on the router's
@@ -134,7 +149,53 @@ class Load:
         raise SystemExit(f"the router never learned of {sorted(wanted - known)}")
 
     def decide(self) -> None:
-        self.router.Decide(router_pb2.DecideRequest(request_id="soak", candidates=self.backends[:4]), timeout=5)
+        started = time.monotonic()
+        decision = self.router.Decide(
+            router_pb2.DecideRequest(request_id="soak", candidates=self.backends[:4]), timeout=5
+        )
+        self.decided.put((decision.decision_id, (time.monotonic() - started) * 1000.0))
+
+    def report_outcomes(self, wait_s: float = 0.05) -> bool:
+        """Reports what has been decided since the last call; every outcome
+        must be accepted. False when there was nothing to report (no call)."""
+        batch: list[tuple[str, float]] = []
+        try:
+            batch.append(self.decided.get(timeout=wait_s))
+            while len(batch) < OUTCOMES_PER_REPORT:
+                batch.append(self.decided.get_nowait())
+        except queue.Empty:
+            if not batch:
+                return False
+        request = router_pb2.ReportOutcomesRequest(
+            outcomes=[router_pb2.Outcome(decision_id=d, latency_ms=ms, quality=1.0) for d, ms in batch]
+        )
+        reply = self.router.ReportOutcomes(request, timeout=5)
+        accepted = sum(1 for r in reply.receipts if r.status == router_pb2.ACCEPTED)
+        with self._outcomes_lock:
+            self.outcomes_accepted += accepted
+        if accepted != len(batch):
+            refused = next(r for r in reply.receipts if r.status != router_pb2.ACCEPTED)
+            raise Refused(f"well-formed outcome refused: {refused.reason}")
+        return True
+
+    def report_the_rest(self) -> None:
+        while not self.decided.empty():
+            self.report_outcomes(wait_s=0.0)
+
+    def outcomes_stored(self) -> int:
+        """Latency outcomes the feature store holds for the soak's backends."""
+        request = feature_store_pb2.ReadHistoryRequest(include_outcomes=True, skip_points=True)
+        return sum(s.latency_count for batch in self.features.ReadHistory(request, timeout=30) for s in batch.outcomes)
+
+    def wait_for_outcomes(self, timeout_s: float) -> int:
+        """Outcomes stored once the router has forwarded every accepted one,
+        or when timeout_s has passed."""
+        deadline = time.monotonic() + timeout_s
+        stored = self.outcomes_stored()
+        while stored < self.outcomes_accepted and time.monotonic() < deadline:
+            time.sleep(0.5)  # the router forwards every --outcome-flush-s (5 s)
+            stored = self.outcomes_stored()
+        return stored
 
     def predict_call(self) -> None:
         self.predictor.Predict(self.predict, timeout=5)
@@ -144,13 +205,17 @@ class Load:
             channel.close()
 
 
-def drive(call: Callable[[], None], calls: Calls, until: float) -> None:
+def drive(call: Callable[[], bool | None], calls: Calls, until: float) -> None:
     while time.monotonic() < until:
         started = time.monotonic()
         try:
-            call()
+            if call() is False:
+                continue  # nothing to send: no call made
         except grpc.RpcError as exc:
-            calls.record(started, exc)
+            calls.record(started, exc.code().name)
+            continue
+        except Refused:
+            calls.record(started, "REFUSED")
             continue
         calls.record(started, None)
 
@@ -178,15 +243,24 @@ def percentiles(values: np.ndarray) -> str:
 
 def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
     shutil.rmtree(args.run_dir, ignore_errors=True)
-    constellation = Constellation(
-        args.run_dir, extra_args={"predictor": ["--model-dir", str(args.run_dir / "models")]}, echo=lambda _line: None
-    )
+    extra_args = {
+        "predictor": ["--model-dir", str(args.run_dir / "models")],
+        # A history, so that the outcome summaries the router forwards are
+        # kept (without one the store refuses them) and Ingest writes to disk.
+        "feature_store": ["--history-dir", str(args.run_dir / "history")],
+    }
+    constellation = Constellation(args.run_dir, extra_args=extra_args, echo=lambda _line: None)
     with constellation:
         version = train_first_model(constellation)
         load = Load(constellation, args.backends)
         load.prime()
         calls = {rpc: Calls() for rpc in RPCS}
-        work = {"Decide": load.decide, "Ingest": load.ingest, "Predict": load.predict_call}
+        work = {
+            "Decide": load.decide,
+            "Ingest": load.ingest,
+            "Predict": load.predict_call,
+            "ReportOutcomes": load.report_outcomes,
+        }
         start = time.monotonic()
         until = start + args.warmup_s + args.duration_s
         threads = [
@@ -202,13 +276,20 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
         for thread in threads:
             thread.join()
         rss_end = {name: rss_kib(pid) for name, pid in pids.items()}
+        # Every decision reported, then every accepted outcome in the store.
+        try:
+            load.report_the_rest()
+        except (grpc.RpcError, Refused) as exc:
+            echo(f"reporting the last decisions failed: {exc}")
+        stored = load.wait_for_outcomes(timeout_s=30.0)
         load.close()
     measured_from = start + args.warmup_s
     window_s = max(args.duration_s * args.window_fraction, 1.0)
     echo(
         f"soak: {args.duration_s:g} s after a {args.warmup_s:g} s warm-up, {args.workers} closed-loop worker(s) per RPC, "
         f"{args.backends} backends, model {version}; loopback, {POINTS_PER_INGEST} points per Ingest, "
-        f"{VECTORS_PER_PREDICT} vectors per Predict"
+        f"{VECTORS_PER_PREDICT} vectors per Predict, every decision reported back "
+        f"(up to {OUTCOMES_PER_REPORT} per ReportOutcomes)"
     )
     echo("")
     echo("| RPC | calls | failures | calls/s | p50 / p99 ms, first window | p50 / p99 ms, last window |")
@@ -232,8 +313,13 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
     for name in ORDER:
         a, b = rss_start[name] / 1024, rss_end[name] / 1024
         echo(f"| {name} | {a:.1f} | {b:.1f} | {b - a:+.1f} |")
+    echo("")
+    echo(f"outcomes accepted by the router: {load.outcomes_accepted}; stored in the feature store: {stored}")
     if failed:
         echo(f"FAILED: {failed} well-formed calls failed")
+        return 1
+    if stored != load.outcomes_accepted:
+        echo(f"FAILED: {load.outcomes_accepted - stored} accepted outcomes did not reach the feature store")
         return 1
     return 0
 

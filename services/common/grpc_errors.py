@@ -23,6 +23,22 @@ STATUS_OF: dict[type[errors.AceError], grpc.StatusCode] = {
 }
 
 
+# Characters of an error message sent as the status details. Messages quote
+# the offending value, which may be megabytes long; a client refuses details
+# over its metadata limit (16 KiB by default) and would see RESOURCE_EXHAUSTED
+# "Stream removed" instead of the status. 1000 characters stay under it
+# even percent-encoded.
+MAX_DETAILS = 1000
+
+
+def details_of(exc: errors.AceError) -> str:
+    """The message, cut to MAX_DETAILS characters."""
+    text = str(exc)
+    if len(text) <= MAX_DETAILS:
+        return text
+    return f"{text[: MAX_DETAILS - 40]}... ({len(text) - MAX_DETAILS + 40} characters cut)"
+
+
 def status_of(exc: errors.AceError) -> grpc.StatusCode:
     for kind in type(exc).__mro__:
         if kind in STATUS_OF:
@@ -32,7 +48,7 @@ def status_of(exc: errors.AceError) -> grpc.StatusCode:
 
 def _abort(context: grpc.ServicerContext, method: str, exc: BaseException) -> None:
     if isinstance(exc, errors.AceError):
-        context.abort(status_of(exc), str(exc))
+        context.abort(status_of(exc), details_of(exc))
     # context.abort sets the status, then raises a bare Exception; let it
     # through rather than overwrite the status with INTERNAL.
     if isinstance(exc, grpc.RpcError) or context.code() is not None:

@@ -41,7 +41,9 @@ def problem(s: Summary) -> str | None:
     Comparisons are written so that NaN fails them."""
     if not BACKEND_ID.match(s.backend_id):
         return "backend_id: must be 1 to 128 printable ASCII characters without spaces"
-    if not 0 < s.bucket_start <= MAX_OBSERVED_AT:
+    # From one nanosecond: a Timestamp holds no less, so a smaller positive
+    # time (damaged bytes on disk) would be sent by ReadHistory as 0.
+    if not 1e-9 <= s.bucket_start <= MAX_OBSERVED_AT:
         return f"bucket_start: must be a time after 1970-01-01 and before 10000, got {s.bucket_start!r}"
     if not 0 < s.bucket_s <= MAX_BUCKET_S:
         return f"bucket_s: must be > 0 and <= {MAX_BUCKET_S:g}, got {s.bucket_s!r}"
@@ -53,7 +55,10 @@ def problem(s: Summary) -> str | None:
         return f"latency_max_ms: must be in [0, {MAX_MAGNITUDE:g}], got {s.latency_max_ms!r}"
     if s.latency_count == 0 and s.latency_max_ms:
         return "latency_max_ms: must be 0 when latency_count is 0"
-    if not 0 <= s.latency_sum_ms <= s.latency_max_ms * s.latency_count:
+    # With slack for rounding: n equal latencies summed one by one can come
+    # to a little more than their maximum times n (six times 0.7 sum to 4.2,
+    # and 0.7 * 6 is 4.199999999999999).
+    if not 0 <= s.latency_sum_ms <= s.latency_max_ms * s.latency_count * (1 + 1e-9):
         return (
             f"latency_sum_ms: must be in [0, latency_max_ms x latency_count = "
             f"{s.latency_max_ms * s.latency_count:g}], got {s.latency_sum_ms!r}"

@@ -337,8 +337,12 @@ class Loop:
         if decision.verdict is not Verdict.WAIT:
             self._gated.add(candidate.version)
         if decision.verdict is Verdict.PROMOTE:
-            # The registry logs model_promoted with the reason.
+            # The registry logs model_promoted with the reason. The rollback
+            # rule then judges the new pair only on labels after the ones
+            # that promoted it: judging those again would merely repeat the
+            # gate (and its KEEP would hide the PROMOTE from health).
             self._registry.promote(candidate.version, decision.reason)
+            self._rollback_since[(candidate.version, active.version)] = paired.newest_as_of
         elif decision.verdict is Verdict.REFUSE:
             _log.warning("candidate_refused", version=candidate.version, active=active.version, reason=decision.reason)
         # Recorded after acting, so that a reader who sees the verdict also

@@ -33,6 +33,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from services.common.telemetry import MAX_MAGNITUDE
+
 NAN = math.nan
 # Decisions per block of columns: large enough that starting one is rare,
 # small enough that an idle router holds little.
@@ -204,8 +206,10 @@ class DecisionLog:
         """Records what the outcome reports, all or nothing: a value out of
         range, or one that contradicts what was recorded before, rejects the
         whole outcome. A failed request is recorded as quality 0."""
-        if latency_ms is not None and not (math.isfinite(latency_ms) and latency_ms >= 0):
-            return Receipt(Status.REJECTED, f"latency_ms: must be finite and >= 0, got {latency_ms!r}")
+        # The bound is the feature store's for a summary's latencies: a larger
+        # one accepted here would get the whole bucket's summary refused there.
+        if latency_ms is not None and not 0 <= latency_ms <= MAX_MAGNITUDE:
+            return Receipt(Status.REJECTED, f"latency_ms: must be in [0, {MAX_MAGNITUDE:g}], got {latency_ms!r}")
         if quality is not None and not (math.isfinite(quality) and 0 <= quality <= 1):
             return Receipt(Status.REJECTED, f"quality: must be in [0, 1], got {quality!r}")
         if failed:
@@ -310,7 +314,10 @@ class DecisionLog:
     def _find(self, decision_id: str, now: float) -> tuple[tuple[_Block, int] | None, str]:
         """The block and offset of a live decision, or None and why not."""
         instance, _, number = decision_id.rpartition("-")
-        if not instance or not number.isdigit():
+        # Only the digits an id is issued with: str.isdigit() also takes "²",
+        # which int() refuses, and int() takes other scripts' digits and
+        # leading zeros, which would make other names for a decision.
+        if not instance or not (number.isascii() and number.isdigit()) or number.startswith("0") or len(number) > 19:
             return None, f"decision_id: {decision_id!r} is not an id this router issues"
         if instance != self.instance:
             return None, (

@@ -43,6 +43,7 @@ def test_records_round_trip_and_a_torn_tail_is_left_out():
         (summary(""), "backend_id"),
         (summary(t=0.0), "bucket_start"),
         (summary(t=math.nan), "bucket_start"),
+        (summary(t=3.3e-317), "bucket_start"),  # found by make fuzz: 0 once sent as a Timestamp
         (summary(bucket_s=0.0), "bucket_s"),
         (summary(bucket_s=7200.0), "bucket_s"),
         (summary(quality_count=0, quality_sum=0.0, latency_count=0, latency_sum_ms=0.0, latency_max_ms=0.0),
@@ -59,6 +60,16 @@ def test_summaries_that_break_a_rule_are_named_by_field(bad, field):
     assert why is not None and why.startswith(f"{field}:")
     # Damaged bytes that decode to such a record end the decoding there.
     assert decode(encode([summary(), bad])) == ([summary()], len(encode([summary()])))
+
+
+def test_equal_latencies_summed_one_by_one_are_taken_despite_rounding():
+    # How the router sums them: six times 0.7 is 4.2, above 0.7 * 6.
+    total = 0.0
+    for _ in range(6):
+        total += 0.7
+    assert total > 0.7 * 6
+    s = summary(quality_count=0, quality_sum=0.0, latency_count=6, latency_sum_ms=total, latency_max_ms=0.7)
+    assert problem(s) is None
 
 
 def test_a_batch_id_seen_before_stores_nothing(tmp_path: Path, request: pytest.FixtureRequest):

@@ -98,6 +98,10 @@ def test_a_candidate_no_worse_is_promoted_and_the_old_version_kept_as_previous(r
     Traffic(loop, registry).run(MIN_LABELS, truth_ms=150.0)
     assert registry.active is not None and registry.active.version == "better"
     assert roles(registry) == {"good": Role.PREVIOUS, "better": Role.ACTIVE}
+    # Health shows the promotion: the rollback rule does not judge the same
+    # labels again in that tick (its KEEP used to hide the PROMOTE).
+    gate = loop.health().last_gate
+    assert gate is not None and gate.decision.verdict is Verdict.PROMOTE
 
 
 def test_a_worse_candidate_is_refused_once_and_stays_in_shadow(registry: Registry) -> None:

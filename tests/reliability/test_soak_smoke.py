@@ -1,5 +1,6 @@
 """A tiny run of `make soak`: the real services as processes, a few seconds
-of load; every well-formed call succeeds and the table is printed."""
+of load; every well-formed call succeeds, every outcome reaches the feature
+store and the table is printed."""
 
 from __future__ import annotations
 
@@ -31,3 +32,8 @@ def test_a_short_soak_has_no_failed_call(tmp_path: Path):
         assert int(cells[1]) > 0 and cells[2] == "0", rows[rpc]
     for service in ("feature_store", "predictor", "router", "trainer"):
         assert service in rows
+    # Every decision was reported back, and what the router accepted reached
+    # the feature store's outcome log.
+    [line] = [line for line in lines if line.startswith("outcomes accepted")]
+    accepted, stored = (int(part.rsplit(" ", 1)[1]) for part in line.split("; "))
+    assert accepted > 0 and stored == accepted, line

@@ -9,7 +9,7 @@ import importlib
 
 import pytest
 
-TARGETS = ["model", "router", "telemetry", "trainer"]
+TARGETS = ["model", "outcomes", "predict", "router", "telemetry", "trainer"]
 
 
 def _fuzz():

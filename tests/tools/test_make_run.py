@@ -1,5 +1,7 @@
 """`make run`'s job as a user runs it: separate processes, a trained and
-published model, the scenario, a summary, and nothing left behind."""
+published model, the scenario, a summary, the learning loop act, and
+nothing left behind. The demo runs once for the module: it takes about
+half a minute."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
+
+import pytest
+
+LOOP_EVENTS = ["FLEET CHANGE", "DRIFT", "RETRAIN", "SHADOWED", "PROMOTED", "OPERATOR", "ROLLED BACK"]
 
 
 def alive(pid: int) -> bool:
@@ -18,15 +23,21 @@ def alive(pid: int) -> bool:
     return True
 
 
-def test_the_demo_runs_end_to_end_and_exits_cleanly(tmp_path: Path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> str:
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "tools.demo", "--run-dir", str(tmp_path / "run"), "--requests", "4"],
+        [sys.executable, "-m", "tools.demo", "--run-dir", str(run_dir), "--requests", "4"],
         capture_output=True,
         text=True,
         timeout=240,
     )
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_demo_runs_end_to_end_and_exits_cleanly(demo: str):
+    out = demo
     pids = [int(p) for p in re.findall(r"pid (\d+)", out)]
     assert len(pids) == 4
     assert not [p for p in pids if alive(p)], "a service outlived the demo"
@@ -34,3 +45,35 @@ def test_the_demo_runs_end_to_end_and_exits_cleanly(tmp_path: Path):
     assert re.search(r"published rf-\S+ to the predictor", out)
     assert out.count("BEFORE latency crossed 300 ms") == 2
     assert "ROUND_ROBIN" in out and "REROUTE" in out and "PRIMARY" in out
+    assert re.search(r"Policy shadow, threshold 250 ms against the live 300 ms: \d+ of \d+ decisions", out)
+
+
+def loop_events(out: str) -> list[str]:
+    """The learning loop act's event lines, by their capitalised first words, in order."""
+    act = out[out.index("The learning loop.") :]
+    return re.findall(r"^ *\+\d+:\d\d \| ([A-Z][A-Z ]*[A-Z]):", act, flags=re.MULTILINE)
+
+
+def test_the_demo_shows_drift_retrain_promotion_and_rollback_in_order(demo: str):
+    events = loop_events(demo)
+    assert set(LOOP_EVENTS) <= set(events), events
+    first = [events.index(e) for e in LOOP_EVENTS]
+    assert first == sorted(first), events
+    assert "REFUSED" not in events, "the retrained candidate beats the model the fleet change made wrong"
+    # The rollback names the forced version, the one it restores, and their errors on the same labels.
+    assert re.search(r"ROLLED BACK: v2 is active again: roll back v3 to v2: v3 LOG_MAE [\d.]+ .* previous v2", demo)
+
+
+def test_the_demo_reports_the_error_before_during_and_after(demo: str):
+    summary = demo[demo.index("Learning loop summary") :]
+    found = re.findall(
+        r"^- (before the change|after it, until replaced|after promotion) +(v\d): MAE [\d.]+ ms, log error ([\d.]+)",
+        summary,
+        flags=re.MULTILINE,
+    )
+    errors = {when: float(log) for when, _, log in found}
+    versions = {when: v for when, v, _ in found}
+    assert versions == {"before the change": "v1", "after it, until replaced": "v1", "after promotion": "v2"}
+    assert errors["after it, until replaced"] > 2 * errors["before the change"], "the fleet change made v1 wrong"
+    assert errors["after promotion"] < errors["after it, until replaced"] / 2, "the retrained version's error fell back"
+    assert re.search(r"outcomes reported: ACCEPTED \d+$", summary, flags=re.MULTILINE), "every outcome was accepted"
