@@ -153,7 +153,7 @@ def decode(raw: bytes) -> tuple[list[Point], int]:
         # problem()'s rules, written out: comparisons are false for NaN, and
         # this loop runs for every point a training reads.
         if not (
-            0.0 < t <= MAX_OBSERVED_AT
+            1e-9 <= t <= MAX_OBSERVED_AT  # a Timestamp holds nothing finer than 1 ns
             and 0.0 <= load <= MAX_MAGNITUDE
             and 0.0 <= latency <= MAX_MAGNITUDE
             and 0.0 <= error <= 1.0

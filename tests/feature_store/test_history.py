@@ -44,6 +44,7 @@ def test_decoding_stops_at_a_torn_record():
         Point("a", math.nan, 1.0, 50.0, 0.0),
         Point("a", -math.inf, 1.0, 50.0, 0.0),
         Point("a", 1e300, 1.0, 50.0, 0.0),  # no Timestamp can carry it
+        Point("a", 1e-12, 1.0, 50.0, 0.0),  # a Timestamp would carry it as 0, a time the store refuses
         Point("a", T0, -1.0, 50.0, 0.0),
         Point("a", T0, 1.0, math.inf, 0.0),
         Point("a", T0, 1.0, 50.0, 1.7e159),
