@@ -7,8 +7,8 @@ log and outcome summaries, and the feature store's outcome log, are under
 the same load. Prints one table: calls and failures per RPC (failures must
 be 0; an outcome or point refused counts as one), the rate, latency
 percentiles in the first and the last window of the run, each service's
-resident memory after the warm-up and at the end, and how many outcomes
-reached the feature store. Exits 1 on any failed call or lost outcome.
+resident memory after the warm-up, at each quarter of the run and at its
+peak, and how many outcomes reached the feature store. Exits 1 on any failed call or lost outcome.
 
 python -m tools.soak [--duration-s S] [--workers N] [--backends B]
 """
@@ -45,6 +45,7 @@ from services.common.timeutil import to_timestamp
 from tools.constellation import ORDER, Constellation
 
 RPCS = ("Decide", "Ingest", "Predict", "ReportOutcomes")
+RSS_SAMPLES = 40  # readings of each service's RSS over the measured time
 POINTS_PER_INGEST = 10
 VECTORS_PER_PREDICT = 16
 # Decisions a ReportOutcomes call reports at most: whatever has piled up
@@ -84,6 +85,20 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def sample_rss(pids: dict[str, int], every_s: float, until: float) -> list[dict[str, int]]:
+    """Each service's RSS every every_s seconds until `until`, the first at
+    once: a growth that levels off and one that keeps on look alike in two
+    readings."""
+    samples = []
+    next_at = time.monotonic()
+    while True:
+        samples.append({name: rss_kib(pid) for name, pid in pids.items()})
+        next_at += every_s
+        if next_at > until:
+            return samples
+        time.sleep(max(next_at - time.monotonic(), 0.0))
 
 
 class Load:
@@ -272,10 +287,10 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
             thread.start()
         time.sleep(args.warmup_s)  # the run's own clock: the warm-up is a span of time, not an event
         pids = {name: constellation.processes[name].popen.pid for name in ORDER}
-        rss_start = {name: rss_kib(pid) for name, pid in pids.items()}
+        samples = sample_rss(pids, args.duration_s / RSS_SAMPLES, until)
         for thread in threads:
             thread.join()
-        rss_end = {name: rss_kib(pid) for name, pid in pids.items()}
+        samples.append({name: rss_kib(pid) for name, pid in pids.items()})
         # Every decision reported, then every accepted outcome in the store.
         try:
             load.report_the_rest()
@@ -308,11 +323,17 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
             f"{percentiles(first)} | {percentiles(last)} |"
         )
     echo("")
-    echo("| service | RSS after warm-up MiB | RSS at end MiB | growth MiB |")
-    echo("|---|---:|---:|---:|")
+    quarters = [samples[round(q * (len(samples) - 1) / 4)] for q in range(5)]
+    echo(
+        "| service | RSS after warm-up MiB | at 1/4 | at 1/2 | at 3/4 | at end | growth MiB "
+        "| growth in the second half MiB | highest MiB |"
+    )
+    echo("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in ORDER:
-        a, b = rss_start[name] / 1024, rss_end[name] / 1024
-        echo(f"| {name} | {a:.1f} | {b:.1f} | {b - a:+.1f} |")
+        mib = [q[name] / 1024 for q in quarters]
+        highest = max(sample[name] for sample in samples) / 1024
+        cells = " | ".join(f"{m:.1f}" for m in mib)
+        echo(f"| {name} | {cells} | {mib[4] - mib[0]:+.1f} | {mib[4] - mib[2]:+.1f} | {highest:.1f} |")
     echo("")
     echo(f"outcomes accepted by the router: {load.outcomes_accepted}; stored in the feature store: {stored}")
     if failed:

@@ -47,6 +47,11 @@ _HEAD = struct.Struct("<H")
 _VALUES = struct.Struct("<4d")
 SEGMENT_BYTES = 4 << 20
 MIN_SEGMENT_BYTES = 4 << 10
+# Reads go through a segment this many bytes at a time, so that what a read
+# holds at once does not grow with the segment: decoding a whole 4 MiB
+# segment made about 190 000 points at once, and the soak's feature store
+# grew with the allocator's high-water mark of those bursts.
+READ_CHUNK_BYTES = 256 << 10
 OPEN_SUFFIX = ".open"
 SEALED = re.compile(r"^(\d{10})-(\d+)-(\d+)\.seg$")
 
@@ -74,9 +79,11 @@ class _Segment:
     def covers(self, start: float, end: float) -> bool:
         return self.size > 0 and self.oldest < end and self.newest >= start
 
-    # For the open segment: after each append, its end offset and the newest
-    # event time up to there. A read from `start` skips every append whose
-    # running newest is before it: none of their records can be wanted.
+    # After each append, its end offset and the newest event time up to
+    # there. A read from `start` skips every append whose running newest is
+    # before it: none of their records can be wanted. Kept when the segment
+    # is sealed; a segment adopted from a previous run has none and is read
+    # from its start.
     ends: list[int] = field(default_factory=list)
     tops: list[float] = field(default_factory=list)
 
@@ -248,7 +255,7 @@ class SegmentLog(Generic[R]):
     def _seal(self, segment: _Segment) -> _Segment:
         sealed = segment.path.with_name(_sealed_name(segment.seq, segment.oldest, segment.newest))
         segment.path.rename(sealed)
-        return _Segment(segment.seq, sealed, segment.oldest, segment.newest, segment.size)
+        return _Segment(segment.seq, sealed, segment.oldest, segment.newest, segment.size, segment.ends, segment.tops)
 
     def _new_segment(self) -> _Segment:
         seq = max((s.seq for s in self._sealed), default=0) + 1
@@ -331,11 +338,12 @@ class SegmentLog(Generic[R]):
         backends when any are named."""
         wanted = frozenset(backend_ids)
         with self._lock:
-            sealed = [s for s in self._sealed if s.covers(start, end)]
-            tail = self._tail(start) if self._open.covers(start, end) else b""
+            sealed = [(s.path, s.skip_before(start), s.size) for s in self._sealed if s.covers(start, end)]
+            # Opened under the lock: a seal renames the file, and an open
+            # handle reads it whatever its name becomes.
+            tail = self._open_tail(start) if self._open.covers(start, end) else None
         batch: list[R] = []
-        for raw in self._segment_bytes(sealed, tail):
-            points, _ = self._codec.decode(raw)
+        for points in self._records(sealed, tail):
             for p in points:
                 if start <= p.observed_at < end and (not wanted or p.backend_id in wanted):
                     batch.append(p)
@@ -345,25 +353,53 @@ class SegmentLog(Generic[R]):
         if batch:
             yield batch
 
-    def _tail(self, start: float) -> bytes:
-        """The open segment's records that may be at or after `start`. A
-        poll for the latest points (the predictor's truth feed) used to
-        decode the whole open segment, up to 4 MiB, each time; the soak
-        showed the allocator's high-water mark climbing with it."""
+    def _open_tail(self, start: float) -> tuple[BinaryIO, int, int]:
+        """The open segment's file, positioned after the appends that are all
+        older than `start`, and the offset its records end at now. A poll
+        for the latest points (the predictor's truth feed) used to decode the
+        whole open segment each time."""
         skip = self._open.skip_before(start)
-        with self._open.path.open("rb") as f:
-            f.seek(skip)
-            return f.read(self._open.size - skip)
+        f = self._open.path.open("rb")
+        f.seek(skip)
+        return f, skip, self._open.size
 
-    @staticmethod
-    def _segment_bytes(sealed: list[_Segment], tail: bytes) -> Iterator[bytes]:
-        for segment in sealed:
-            try:
-                yield segment.path.read_bytes()
-            except FileNotFoundError:  # retention dropped it since: it aged out
-                continue
-        if tail:
-            yield tail
+    def _records(
+        self, sealed: list[tuple[Path, int, int]], tail: tuple[BinaryIO, int, int] | None
+    ) -> Iterator[list[R]]:
+        try:
+            for path, skip, size in sealed:
+                try:
+                    segment: BinaryIO = path.open("rb")
+                except FileNotFoundError:  # retention dropped it since: it aged out
+                    continue
+                with segment:
+                    segment.seek(skip)
+                    yield from self._chunks(segment, size - skip)
+            if tail is not None:
+                open_file, skip, size = tail
+                yield from self._chunks(open_file, size - skip)
+        finally:
+            if tail is not None:
+                tail[0].close()
+
+    def _chunks(self, f: BinaryIO, length: int) -> Iterator[list[R]]:
+        """The records in the next `length` bytes of f, READ_CHUNK_BYTES at a
+        time. A chunk's torn last record is carried into the next; a chunk
+        that yields no whole record at all holds damage, and decoding stops
+        there, as it does at damage anywhere."""
+        carry = b""
+        while length > 0:
+            raw = f.read(min(READ_CHUNK_BYTES, length))
+            if not raw:
+                return
+            length -= len(raw)
+            buffer = carry + raw
+            records, used = self._codec.decode(buffer)
+            if records:
+                yield records
+            if used == 0 and len(buffer) >= READ_CHUNK_BYTES:
+                return
+            carry = buffer[used:]
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,8 @@ import pytest
 
 from services.common.errors import InvalidInput
 from services.common.telemetry import Point
-from services.feature_store.history import OPEN_SUFFIX, History, Retention, decode, encode, event_range
+from services.feature_store import history as history_module
+from services.feature_store.history import OPEN_SUFFIX, Codec, History, Retention, decode, encode, event_range
 
 T0 = 1_767_225_600.0
 BIG = Retention(max_bytes=1 << 30, max_age_s=1e9)
@@ -173,3 +174,56 @@ def test_a_read_of_recent_points_skips_the_open_segments_older_appends_and_loses
     open_segment = history._open  # the one place to see it without timing
     assert open_segment.skip_before(T0 + 1990) > open_segment.size * 0.9
     assert open_segment.skip_before(T0 - 1000) == 0
+
+
+def test_reads_in_small_chunks_across_many_sealed_segments_lose_nothing(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+):
+    # Chunks of 100 bytes cut records everywhere: each torn one must be carried
+    # into the next chunk, and the skip must hold for sealed segments too.
+    monkeypatch.setattr(history_module, "READ_CHUNK_BYTES", 100)
+    history = History(tmp_path, Retention(max_bytes=64 << 10, max_age_s=1e9))  # segments of 8 KiB
+    request.addfinalizer(history.close)
+    rng = random.Random(11)
+    sent: list[Point] = []
+    for k in range(400):
+        base = T0 + k * 10 - (rng.random() * 300 if k % 7 == 0 else 0)
+        batch = [Point(f"backend-{j}", base + j, 1.0, 100.0 + k, 0.0) for j in range(3)]
+        history.append(batch)
+        sent.extend(batch)
+    assert len(history._sealed) >= 5
+    for start in (T0 - 1000, T0 + 777.5, T0 + 2000, T0 + 3990, T0 + 9000):
+        assert read_all(history, start) == [p for p in sent if p.observed_at >= start], start
+    # A sealed segment read from its newest appends starts near its end.
+    segment = history._sealed[1]
+    assert segment.skip_before(segment.newest) > segment.size * 0.9
+
+
+def test_a_chunked_read_stops_at_damage_in_a_sealed_segment_and_goes_on_with_the_next(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(history_module, "READ_CHUNK_BYTES", 64)
+    history = History(tmp_path, Retention(max_bytes=64 << 10, max_age_s=1e9))  # segments of 8 KiB
+    request.addfinalizer(history.close)
+    for i in range(10):  # 10 batches of 50 points: two sealed segments and an open one
+        history.append(points("a", T0 + i * 500, 50))
+    first, second = history._sealed[:2]
+    record = len(encode(points("a", T0, 1)))
+    # What a read holds at once stays within two chunks, damage or not.
+    sizes: list[int] = []
+
+    def measured_decode(raw: bytes) -> tuple[list[Point], int]:
+        sizes.append(len(raw))
+        return decode(raw)
+
+    history._codec = Codec(encode, measured_decode)
+    with first.path.open("r+b") as f:
+        f.seek(20 * record)
+        f.write(b"\xff\xff")  # the 21st record's id length: no longer a record
+    kept = read_all(history)
+    in_first = first.size // record
+    assert kept[:20] == points("a", T0, 20)
+    # Nothing of the first segment after the damage; everything after it.
+    assert kept[20:] == [p for b in range(10) for p in points("a", T0 + b * 500, 50)][in_first:]
+    assert second.size > 0
+    assert max(sizes) <= 2 * 64
