@@ -176,12 +176,15 @@ def test_a_read_of_recent_points_skips_the_open_segments_older_appends_and_loses
     assert open_segment.skip_before(T0 - 1000) == 0
 
 
+@pytest.mark.parametrize("index_entries", [128, 3])
 def test_reads_in_small_chunks_across_many_sealed_segments_lose_nothing(
-    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, index_entries: int
 ):
     # Chunks of 100 bytes cut records everywhere: each torn one must be carried
-    # into the next chunk, and the skip must hold for sealed segments too.
+    # into the next chunk, and the skip must hold for sealed segments too,
+    # their index whole (about 60 appends a segment) or thinned to 3 entries.
     monkeypatch.setattr(history_module, "READ_CHUNK_BYTES", 100)
+    monkeypatch.setattr(history_module, "SEALED_INDEX_ENTRIES", index_entries)
     history = History(tmp_path, Retention(max_bytes=64 << 10, max_age_s=1e9))  # segments of 8 KiB
     request.addfinalizer(history.close)
     rng = random.Random(11)
@@ -194,9 +197,12 @@ def test_reads_in_small_chunks_across_many_sealed_segments_lose_nothing(
     assert len(history._sealed) >= 5
     for start in (T0 - 1000, T0 + 777.5, T0 + 2000, T0 + 3990, T0 + 9000):
         assert read_all(history, start) == [p for p in sent if p.observed_at >= start], start
-    # A sealed segment read from its newest appends starts near its end.
     segment = history._sealed[1]
-    assert segment.skip_before(segment.newest) > segment.size * 0.9
+    if index_entries == 3:
+        assert len(segment.ends) == 3 and segment.ends[-1] == segment.size
+        assert 0 < segment.skip_before(segment.newest) < segment.size
+    else:  # a read from its newest appends starts near its end
+        assert segment.skip_before(segment.newest) > segment.size * 0.9
 
 
 def test_a_chunked_read_stops_at_damage_in_a_sealed_segment_and_goes_on_with_the_next(
