@@ -57,7 +57,7 @@ from services.common.features import FEATURE_NAMES, N_FEATURES, SCHEMA_VERSION
 from services.common.points import to_message
 from services.common.telemetry import Point
 from services.common.timeutil import to_seconds
-from tools.demo import TableWatcher
+from tools.demo_scenario import TableWatcher
 from tools.faults import FaultError, Faults, KubernetesFaults, LocalFaults
 
 BACKENDS = ("chaos-a", "chaos-b", "chaos-c")

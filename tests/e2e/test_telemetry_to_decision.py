@@ -9,7 +9,7 @@ import pytest
 
 from ace.v1 import router_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.e2e.conftest import Fleet
-from tools.demo import episodes, stream_scenario
+from tools.demo_scenario import episodes, stream_scenario
 
 THRESHOLD_MS = 300.0
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ace.v1 import router_pb2
 from services.common.telemetry import Point
-from tools.demo import Step, episodes
+from tools.demo_scenario import Step, episodes
 
 OPEN, CLOSED = router_pb2.OPEN, router_pb2.CLOSED
 
