@@ -263,6 +263,9 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
         # A history, so that the outcome summaries the router forwards are
         # kept (without one the store refuses them) and Ingest writes to disk.
         "feature_store": ["--history-dir", str(args.run_dir / "history")],
+        # A log that fills within the run, so that the router's memory is
+        # seen to level off at its cap rather than assumed to.
+        "router": ["--decision-log-max", str(args.decision_log_max)],
     }
     constellation = Constellation(args.run_dir, extra_args=extra_args, echo=lambda _line: None)
     with constellation:
@@ -353,6 +356,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", type=int, default=50, help="backends the telemetry covers")
     p.add_argument("--window-fraction", type=float, default=0.2, help="share of the run each latency window covers")
     p.add_argument("--run-dir", type=Path, default=Path(".run/soak"), help="wiped first")
+    p.add_argument(
+        "--decision-log-max",
+        type=int,
+        default=50_000,
+        help="the router's --decision-log-max (its default, 2 million, takes over an hour to fill at the soak's rate)",
+    )
     return p
 
 
