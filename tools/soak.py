@@ -8,7 +8,8 @@ the same load. Prints one table: calls and failures per RPC (failures must
 be 0; an outcome or point refused counts as one), the rate, latency
 percentiles in the first and the last window of the run, each service's
 resident memory after the warm-up, at each quarter of the run and at its
-peak, and how many outcomes reached the feature store. Exits 1 on any failed call or lost outcome.
+peak, and how many outcomes reached the feature store. Exits 1 on any
+failed call or lost outcome.
 
 python -m tools.soak [--duration-s S] [--workers N] [--backends B]
 """
