@@ -5,9 +5,8 @@ server, the client library and the benchmarks all run this same code."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 
 class State(enum.Enum):
@@ -104,16 +103,61 @@ class Candidate:
     in_flight: int | None = None
 
 
-class Choice(NamedTuple):
-    """What choose decided. A NamedTuple: immutable like a frozen dataclass,
-    and it costs half as much to make, which a local pick notices."""
+class Choice:
+    """What choose decided. Immutable once made. Its reason and fallbacks are
+    put into words only when first read: a proxy picking locally rarely reads
+    them, and wording them was most of a pick's cost (the foresight
+    benchmark's profile). Whatever they say is fixed when the choice is made."""
 
-    backend_id: str
-    action: Action
-    reason: str
-    fallbacks: tuple[str, ...]
-    # Backends whose turn it was, passed over because of their breaker.
-    skipped: tuple[str, ...] = ()
+    __slots__ = ("_fallbacks", "_reason", "_word", "action", "backend_id", "skipped")
+
+    def __init__(
+        self,
+        backend_id: str,
+        action: Action,
+        reason: str = "",
+        fallbacks: tuple[str, ...] = (),
+        # Backends whose turn it was, passed over because of their breaker.
+        skipped: tuple[str, ...] = (),
+        word: Callable[[], tuple[str, tuple[str, ...]]] | None = None,
+    ) -> None:
+        self.backend_id = backend_id
+        self.action = action
+        self.skipped = skipped
+        self._reason = reason
+        self._fallbacks = fallbacks
+        # Computes (reason, fallbacks) when given instead of them.
+        self._word = word
+
+    def _settle(self) -> None:
+        word = self._word
+        if word is not None:
+            # Assigned before the word is dropped: a thread that finds no word
+            # finds the result (two threads may both word it, alike).
+            self._reason, self._fallbacks = word()
+            self._word = None
+
+    @property
+    def reason(self) -> str:
+        self._settle()
+        return self._reason
+
+    @property
+    def fallbacks(self) -> tuple[str, ...]:
+        self._settle()
+        return self._fallbacks
+
+    def _key(self) -> tuple[str, Action, str, tuple[str, ...], tuple[str, ...]]:
+        return (self.backend_id, self.action, self.reason, self.fallbacks, self.skipped)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Choice) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Choice(backend_id={!r}, action={}, reason={!r}, fallbacks={!r}, skipped={!r})".format(*self._key())
 
 
 def _ms(value: float | None) -> str:
@@ -212,13 +256,18 @@ def _least_loaded(candidates: Sequence[Candidate], turn: int, settings: Settings
             f"{chosen.backend_id} ({chosen.in_flight or 0}): sent there despite its {chosen.state.value} breaker "
             f"({_risk_word(chosen)} {_ms(chosen.risk_ms)})"
         )
-        rest = sorted((c for c in candidates if c is not chosen), key=_fallback_rank)
-        return Choice(chosen.backend_id, Action.LAST_RESORT, reason, tuple(c.backend_id for c in rest))
+        return Choice(chosen.backend_id, Action.LAST_RESORT, reason, _fallbacks(candidates, chosen))
     if chosen is not primary:
         skipped = [
             c.backend_id for c in candidates if not _eligible(c) and (c.in_flight or 0) <= (chosen.in_flight or 0)
         ]
     return _explain(candidates, primary, chosen, skipped, settings)
+
+
+def _fallbacks(candidates: Sequence[Candidate], chosen: Candidate) -> tuple[str, ...]:
+    rest = [c for c in candidates if c is not chosen]
+    rest.sort(key=_fallback_rank)
+    return tuple([c.backend_id for c in rest])
 
 
 def _explain(
@@ -234,36 +283,49 @@ def _explain(
         # foresight benchmark measured it); the plain rotation spreads it.
         chosen = primary
         action = Action.LAST_RESORT
-        how = "round robin over all of them" if chosen.in_flight is None else "the least loaded of them"
-        reason = (
+    elif chosen.cold:
+        action = Action.ROUND_ROBIN
+    elif chosen is primary:
+        action = Action.PRIMARY
+    else:
+        action = Action.REROUTE
+    skipped_before = tuple([b for b in skipped if b != chosen.backend_id]) if skipped else ()
+    # What the words need, as it is now: the caller may change in-flight
+    # counts, and the rotation its list of candidates, after this returns.
+    picked, others, in_flight = chosen, [c for c in candidates if c is not chosen], chosen.in_flight
+
+    def word() -> tuple[str, tuple[str, ...]]:
+        others.sort(key=_fallback_rank)
+        return _reason(action, primary, picked, in_flight, settings), tuple([c.backend_id for c in others])
+
+    return Choice(chosen.backend_id, action, skipped=skipped_before, word=word)
+
+
+def _reason(action: Action, primary: Candidate, chosen: Candidate, in_flight: int | None, settings: Settings) -> str:
+    if action is Action.LAST_RESORT:
+        how = "round robin over all of them" if in_flight is None else "the least loaded of them"
+        return (
             f"every candidate's breaker is open: {how}, {chosen.backend_id} "
             f"({_risk_word(chosen)} {_ms(chosen.risk_ms)} against {settings.threshold_ms:.0f} ms); "
             "fallbacks list the least risky first"
         )
-    elif chosen.cold:
-        action = Action.ROUND_ROBIN
-        how = "round robin" if chosen.in_flight is None else f"fewest in flight ({chosen.in_flight})"
+    if action is Action.ROUND_ROBIN:
+        how = "round robin" if in_flight is None else f"fewest in flight ({in_flight})"
         reason = f"{chosen.backend_id} is cold ({chosen.points} of {settings.cold_start_points} points): {how}"
         if chosen is not primary:
             reason += f"; {primary.backend_id} skipped, breaker {primary.state.value}"
-    elif chosen is primary:
-        action = Action.PRIMARY
-        why = "next in rotation" if chosen.in_flight is None else f"fewest in flight ({chosen.in_flight})"
-        reason = (
+        return reason
+    if action is Action.PRIMARY:
+        why = "next in rotation" if in_flight is None else f"fewest in flight ({in_flight})"
+        return (
             f"{chosen.backend_id} {why}, {_risk_word(chosen)} {_ms(chosen.risk_ms)} "
             f"below {settings.threshold_ms:.0f} ms"
         )
-    else:
-        action = Action.REROUTE
-        reason = (
-            f"{primary.backend_id} breaker {primary.state.value} ({_risk_word(primary)} {_ms(primary.risk_ms)}, "
-            f"threshold {settings.threshold_ms:.0f} ms within {settings.horizon_s:.0f} s); "
-            f"sent to {chosen.backend_id} ({_risk_word(chosen)} {_ms(chosen.risk_ms)})"
-        )
-    rest = [c for c in candidates if c is not chosen]
-    rest.sort(key=_fallback_rank)
-    skipped_before = tuple([b for b in skipped if b != chosen.backend_id]) if skipped else ()
-    return Choice(chosen.backend_id, action, reason, tuple([c.backend_id for c in rest]), skipped_before)
+    return (
+        f"{primary.backend_id} breaker {primary.state.value} ({_risk_word(primary)} {_ms(primary.risk_ms)}, "
+        f"threshold {settings.threshold_ms:.0f} ms within {settings.horizon_s:.0f} s); "
+        f"sent to {chosen.backend_id} ({_risk_word(chosen)} {_ms(chosen.risk_ms)})"
+    )
 
 
 def round_robin(names: Sequence[str], turn: int, reason: str) -> Choice:
