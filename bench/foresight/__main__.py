@@ -13,9 +13,9 @@ from pathlib import Path
 from bench.foresight import faults, model, realtel, report, runner, traffic
 from services.common import logs
 
-TUNING_SEEDS = (101, 102, 103)
-SETTINGS_SEEDS = (104, 105)  # where the tuned threshold was chosen
-REPORTED_SEEDS = (1, 2, 3)
+TUNING_SEEDS = (101, 102, 103)  # the model's training histories
+SETTINGS_SEEDS = (104, 105)  # where any setting is chosen, never on the reported ones
+REPORTED_SEEDS = (1, 2, 3)  # the report, and nothing else
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,17 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     reported: tuple[int, ...] = REPORTED_SEEDS
     if args.quick:
         cfg = dataclasses.replace(cfg, duration_s=900.0)
-        sources, fault_classes, tuning, reported = ("synthetic",), ("slow_drift", "quiet"), (101,), (1,)
+        sources, tuning, reported = ("synthetic",), (101,), (1,)
+        fault_classes = ("slow_drift", "fail_fast", "quiet")
 
     def say(text: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f} s] {text}", flush=True)
 
     train_cases = [runner.Case(s, f, seed) for seed in tuning for s in sources for f in fault_classes]
     say(f"round-robin histories of {len(train_cases)} tuning cases (seeds {', '.join(map(str, tuning))})")
-    points = model.history_points(runner.histories(train_cases, cfg))
-    say(f"training ACE (horizon {cfg.horizon_s:.0f} s) and the nowcast on {len(points):,} telemetry points")
+    points = model.history_points(runner.histories(train_cases, cfg, args.workers))
+    say(f"training ACE (horizon {cfg.horizon_s:.0f} s) on {len(points):,} telemetry points")
     ace = model.fit(points, cfg.horizon_s, cfg.pool.slo_ms)
-    nowcast = model.fit(points, cfg.pool.interval_s, cfg.pool.slo_ms)
     m = ace.trained.metrics
     say(f"ACE model: held-out MAE {m.mae_ms:.0f} ms (persistence {m.persistence_mae_ms:.0f}), R² {m.r2:.2f}")
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cases,
             cfg,
             runner.ROUTERS,
-            (ace.trained, nowcast.trained),
+            ace.trained,
             args.workers,
             keep_timeline=lambda c: c.source == "synthetic" and c.seed == first_seed,
             progress=progress,
@@ -84,7 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     nab = realtel.nab(nezha_model)
     inputs = report.Inputs(
         cfg=cfg,
-        tuned=dataclasses.replace(cfg, settings=cfg.tuned),
         names=runner.ROUTERS,
         results=sorted(results, key=lambda r: (r.case.fault, r.case.source, r.case.seed)),
         tuning_seeds=tuning,
@@ -93,7 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sources=sources,
         fault_classes=fault_classes,
         ace=ace.trained,
-        nowcast=nowcast.trained,
         training_runs=len(train_cases),
         nezha=nezha,
         nab=nab,

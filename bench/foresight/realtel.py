@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.foresight import model
-from bench.foresight.routers import BreakerRouter, Transition
+from bench.foresight.routers import AceRouter, Transition
 from bench.foresight.sim import Telemetry
 from bench.foresight.traffic import DATA_DIR
 from services.common.telemetry import Point
@@ -162,11 +162,12 @@ def day_points(day: Day, scale: Scale) -> list[Point]:
     ]
 
 
-def stream(router: BreakerRouter, times: Floats, load: Floats, latency: Floats) -> list[Transition]:
+def stream(router: AceRouter, times: Floats, load: Floats, latency: Floats) -> list[Transition]:
     """Feeds the rows in time order; transitions carry unix seconds."""
     start = float(times[0])
     for i, t in enumerate(times.tolist()):
-        router.tick(Telemetry(t - start, load[i], latency[i], np.zeros(load.shape[1])))
+        zeros = np.zeros(load.shape[1])
+        router.tick(Telemetry(t - start, load[i], latency[i], zeros, zeros, load[i]))
     assert router.trail is not None
     return [Transition(tr.at_s + start, tr.backend, tr.old, tr.new) for tr in router.trail.transitions]
 
@@ -216,8 +217,8 @@ def nezha(trained: TrainedModel | None = None, data_dir: Path = DATA_DIR) -> tup
     pods = len(report.pods)
     load, latency = scale.apply(report)
     settings = Settings()
-    ace = stream(BreakerRouter("ACE", pods, settings, ace_model), report.minutes, load, latency)
-    reactive = stream(BreakerRouter("reactive", pods, settings, None), report.minutes, load, latency)
+    ace = stream(AceRouter("ACE", pods, settings, ace_model), report.minutes, load, latency)
+    reactive = stream(AceRouter("reactive", pods, settings, None), report.minutes, load, latency)
     reactions = []
     for i, f in enumerate(report.faults):
         previous = report.faults[i - 1].at if i else -math.inf
@@ -288,8 +289,8 @@ def nab(ace_trained: TrainedModel, data_dir: Path = DATA_DIR) -> NabResult:
     settings = Settings()
     # A 300 s window would hold 2 samples, below the cold-start minimum.
     limits = WindowLimits(span_s=NAB_WINDOW_S)
-    ace = _openings(stream(BreakerRouter("ACE", 1, settings, model.load(ace_trained), limits), t_arr, load, latency))
-    reactive = _openings(stream(BreakerRouter("reactive", 1, settings, None, limits), t_arr, load, latency))
+    ace = _openings(stream(AceRouter("ACE", 1, settings, model.load(ace_trained), limits), t_arr, load, latency))
+    reactive = _openings(stream(AceRouter("reactive", 1, settings, None, limits), t_arr, load, latency))
     raw = json.loads((root / "combined_windows.json").read_text())[NAB_KEY]
     windows = [(_time(a), _time(b)) for a, b in raw]
 

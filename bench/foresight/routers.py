@@ -1,14 +1,11 @@
 """The routers compared, each at its documented defaults, and ACE.
 
-ACE, its nowcast variant and the reactive latency breaker run the project's
-own code: services.common.window.Window and services.common.features.compute
-turn each interval's telemetry into features, an onnxruntime session loaded
+ACE and the reactive latency breaker run the project's own code:
+services.common.window.Window and services.common.features.compute turn
+each interval's telemetry into features, an onnxruntime session loaded
 through services.predictor.model.load_and_validate forecasts (once per
-telemetry interval for all backends, as the router's sync loop does), and
-services.router.policy's Breaker and choose() decide. Only the bookkeeping
-the router's table adds (half-open backends take every other turn of
-theirs) is repeated here, because the table itself is a threaded service
-object.
+telemetry interval for the warm backends, as the router's sync loop does),
+and the router's own RoutingTable decides (AceRouter).
 
 The others are small models of well-known routers, written from their
 documentation:
@@ -46,7 +43,9 @@ from bench.foresight.sim import Telemetry
 from services.common import features, synthetic
 from services.common.window import Window, WindowLimits
 from services.predictor.model import LoadedModel
-from services.router.policy import Basis, Breaker, Candidate, Settings, State, choose
+from services.router.policy import Settings, State
+from services.router.sync import LATENCY_INDEX
+from services.router.table import RoutingTable, Update
 
 Floats = npt.NDArray[np.float64]
 
@@ -86,7 +85,7 @@ class RoundRobin:
         self.turn += 1
         return b
 
-    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
         pass
 
     def tick(self, telemetry: Telemetry) -> None:
@@ -111,7 +110,7 @@ class LeastOutstanding:
         out[b] += 1
         return b
 
-    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
         self.outstanding[backend] -= 1
 
     def tick(self, telemetry: Telemetry) -> None:
@@ -145,7 +144,7 @@ class PeakEwma:
         self.pending[pick] += 1
         return pick
 
-    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
         self.pending[backend] -= 1
         est = self.estimate[backend]
         if latency_ms > est:
@@ -185,7 +184,7 @@ class EnvoyOutlier:
         self.active[pick] += 1
         return pick
 
-    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
         self.active[backend] -= 1
         if not failed:
             self.consecutive[backend] = 0
@@ -248,7 +247,7 @@ class LiteLLMLatency:
         ties = [b for b in ready if self.mean[b] == low]
         return ties[0] if len(ties) == 1 else self.rng.choice(ties)
 
-    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
         window = self.latencies[backend]
         window.append(self.TIMEOUT_PENALTY_MS if failed else latency_ms)
         self.mean[backend] = sum(window) / len(window)
@@ -272,12 +271,14 @@ class LiteLLMLatency:
         pass
 
 
-class BreakerRouter:
-    """One policy.Breaker per backend, fed once per telemetry interval with
-    the forecast of a model (ACE, nowcast) or the observed latency
-    (reactive), and policy.choose for every request."""
-
-    wants_done = False
+class AceRouter:
+    """ACE as the router runs it: a services.router.table.RoutingTable (its
+    breakers, rotation, probe turns and policy.choose), fed once per
+    telemetry interval what the router's sync loop would feed it (the
+    feature store's vectors, forecasts for the warm backends), and asked
+    RoutingTable.decide for every request, with the proxy's requests in
+    flight when the caller gives them. No rule of the router is copied here:
+    only the sync loop's network hops are replaced by direct calls."""
 
     def __init__(
         self,
@@ -290,111 +291,67 @@ class BreakerRouter:
     ) -> None:
         self.name = name
         # Load-aware: the router is told the requests outstanding per backend
-        # (as a proxy knows its own) and choose() places least-loaded.
+        # (DecideRequest.in_flight, as a proxy knows its own).
         self.load_aware = load_aware
         self.wants_done = load_aware
-        self.outstanding = [0] * n
         self.n = n
         self.settings = settings
         self.model = model
         self.ids = [f"backend-{b}" for b in range(n)]
+        self.index = {backend_id: b for b, backend_id in enumerate(self.ids)}
+        self.in_flight = dict.fromkeys(self.ids, 0)
         self.windows = [Window(limits or WindowLimits()) for _ in range(n)]
-        self.breakers = [Breaker(since=EPOCH) for _ in range(n)]
-        self.risk: list[float | None] = [None] * n
-        self.half_open_turns = [0] * n
-        self.turn = 0
+        self.table = RoutingTable(settings)
+        self.states = [State.CLOSED.value] * n
         self.trail: Trail | None = Trail()
-        self._half_open = False
-        self._candidates = [self._candidate(b) for b in range(n)]
-        self._memo: dict[tuple[int, tuple[bool, ...]], int] = {}
 
-    def _basis(self, b: int) -> Basis:
-        if len(self.windows[b]) < self.settings.cold_start_points:
-            return Basis.COLD_START
-        return Basis.FORECAST if self.model is not None else Basis.OBSERVED_LATENCY
-
-    def tick(self, telemetry: Telemetry) -> None:
+    def updates(self, telemetry: Telemetry) -> list[Update]:
+        """What the sync loop would apply for this interval."""
         at = EPOCH + telemetry.at_s
-        rows = []
+        vectors = []
         for b, window in enumerate(self.windows):
             window.add(at, float(telemetry.load[b]), float(telemetry.latency_ms[b]), float(telemetry.error_rate[b]))
-            rows.append((features.SCHEMA_VERSION, features.compute(window).tolist()))
-        # The reactive breaker runs on the observed latency, as the router
-        # does when the predictor is down.
-        risk = np.asarray(telemetry.latency_ms) if self.model is None else self.model.score(rows)
+            vectors.append(features.compute(window))
+        warm = [b for b in range(self.n) if len(self.windows[b]) >= self.settings.cold_start_points]
+        forecasts: dict[int, float] = {}
+        if self.model is not None and warm:
+            scored = self.model.score([(features.SCHEMA_VERSION, vectors[b].tolist()) for b in warm])
+            forecasts = {b: float(v) for b, v in zip(warm, scored, strict=True)}
+        return [
+            Update(
+                backend_id=self.ids[b],
+                as_of=at,
+                points=len(self.windows[b]),
+                observed_ms=float(vectors[b][LATENCY_INDEX]),
+                predicted_ms=forecasts.get(b),
+                features=vectors[b],
+            )
+            for b in range(self.n)
+        ]
+
+    def tick(self, telemetry: Telemetry) -> None:
+        self.table.apply(self.updates(telemetry))
         assert self.trail is not None
-        for b, breaker in enumerate(self.breakers):
-            self.risk[b] = float(risk[b])
-            if self._basis(b) is Basis.COLD_START:
-                continue
-            old = breaker.state
-            new = breaker.observe(float(risk[b]), at, self.settings)
-            if new is not None:
-                self.half_open_turns[b] = 0
-                self.trail.transitions.append(Transition(telemetry.at_s, b, old.value, new.value))
-        self.trail.risk_ms.append(np.asarray(risk, dtype=np.float64))
-        self.trail.states.append([br.state.value for br in self.breakers])
-        self._half_open = any(br.state is State.HALF_OPEN for br in self.breakers)
-        self._candidates = [self._candidate(b) for b in range(self.n)]
-        self._memo.clear()
-
-    def _candidate(self, b: int) -> Candidate:
-        points = len(self.windows[b])
-        basis = self._basis(b)
-        return Candidate(
-            backend_id=self.ids[b],
-            state=self.breakers[b].state,
-            cold=basis is Basis.COLD_START,
-            points=points,
-            risk_ms=None if basis is Basis.COLD_START else self.risk[b],
-            basis=basis,
-            probe_due=self.half_open_turns[b] % 2 == 0,
-        )
-
-    def _next_turn(self) -> tuple[int, int]:
-        """Advances the rotation and tells each half-open backend whether this
-        turn is one of its due ones, as the router's rotation does."""
-        turn = self.turn
-        self.turn += 1
-        if self._half_open:
-            for b in range(self.n):
-                if self.breakers[b].state is State.HALF_OPEN:
-                    self._candidates[b].probe_due = self.half_open_turns[b] % 2 == 0
-        return turn, turn % self.n
-
-    def _count_probe(self, primary: int) -> None:
-        if self.breakers[primary].state is State.HALF_OPEN and not self._candidates[primary].cold:
-            self.half_open_turns[primary] += 1
+        entries = self.table.entries(self.ids)
+        risk = np.empty(self.n)
+        for e in entries:
+            b = self.index[e.backend_id]
+            new = e.breaker.state.value
+            if new != self.states[b]:
+                self.trail.transitions.append(Transition(telemetry.at_s, b, self.states[b], new))
+                self.states[b] = new
+            risk[b] = e.risk_ms if e.risk_ms is not None else np.nan
+        self.trail.risk_ms.append(risk)
+        self.trail.states.append(list(self.states))
 
     def pick(self, t: float) -> int:
         if self.load_aware:
-            return self._pick_least_loaded()
-        turn, primary = self._next_turn()
-        probes = tuple(c.probe_due for c in self._candidates) if self._half_open else ()
-        # choose() is a pure function of the candidates and turn % n, so its
-        # answers can be kept until the next telemetry interval changes them.
-        key = (primary, probes)
-        cached = self._memo.get(key)
-        if cached is None:
-            cached = self._memo[key] = self.ids.index(choose(self._candidates, turn, self.settings).backend_id)
-        self._count_probe(primary)
-        return cached
+            backend_id = self.table.decide(self.ids, self.in_flight).choice.backend_id
+            self.in_flight[backend_id] += 1
+        else:
+            backend_id = self.table.decide(self.ids).choice.backend_id
+        return self.index[backend_id]
 
-    def _pick_least_loaded(self) -> int:
-        turn, _ = self._next_turn()
-        candidates = self._candidates
-        out = self.outstanding
-        for b, c in enumerate(candidates):
-            c.in_flight = out[b]
-        b = self.ids.index(choose(candidates, turn, self.settings).backend_id)
-        # A half-open backend counts a turn when a request could have gone to
-        # it: every request, since least-loaded has no rotation turns.
-        for h in range(self.n):
-            if self._half_open and self.breakers[h].state is State.HALF_OPEN and not candidates[h].cold:
-                self.half_open_turns[h] += 1
-        out[b] += 1
-        return b
-
-    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
         if self.load_aware:
-            self.outstanding[backend] -= 1
+            self.in_flight[self.ids[backend]] -= 1

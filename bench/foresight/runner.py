@@ -5,7 +5,6 @@ once through the predictor's validation."""
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from bench.foresight import faults, model, routers, score, sim, traffic
+from bench.foresight import faults, model, oracles, peers, routers, score, sim, traffic
+from services.common import logs
 from services.predictor.model import LoadedModel
 from services.router.policy import Settings
 from services.trainer.train import TrainedModel
@@ -22,35 +22,28 @@ from services.trainer.train import TrainedModel
 Floats = npt.NDArray[np.float64]
 
 ACE = "ACE"
-NOWCAST = "nowcast model"
 REACTIVE = "reactive latency breaker"
-# The one setting tuned on the settings seeds (ACE at thresholds 300, 1000,
-# 2500 and 4000 ms; 4000 had the fewest requests over the SLO): the breaker
-# then opens only on forecasts of timeouts, which a busy pool rarely earns.
-TUNED_THRESHOLD_MS = 4000.0
-ACE_TUNED = f"ACE, threshold {TUNED_THRESHOLD_MS:.0f} ms (tuned)"
 # ACE when the caller says how many requests it has in flight per backend
 # (DecideRequest.in_flight, RouterClient.pick): policy.choose places
 # least-loaded, open breakers counting policy.Settings.open_penalty more.
 ACE_IN_FLIGHT = "ACE, in-flight given"
-# Tuned on the settings seeds over 300, 1000, 2000 and 4000 ms: the fewest
-# requests over the SLO among thresholds whose breakers changed state at most
-# once per backend-hour in the quiet class. 300 ms tied 2000 ms on the SLO
-# (2.30%) with 126 changes per backend-hour; 4000 ms gave 2.31%.
-IN_FLIGHT_TUNED_THRESHOLD_MS = 2000.0
-ACE_IN_FLIGHT_TUNED = f"ACE, in-flight given, threshold {IN_FLIGHT_TUNED_THRESHOLD_MS:.0f} ms (tuned)"
+ORACLE_SED = oracles.OracleSed.name
+CENTRAL_QUEUE = oracles.CentralQueue.name
+ORACLES = (ORACLE_SED, CENTRAL_QUEUE)
 ROUTERS = (
     "round robin",
     "least outstanding",
     "peak-EWMA P2C",
     "Envoy outlier detection",
     "LiteLLM latency + cooldown",
+    peers.C3.name,
+    peers.ShortestExpectedDelay.name,
+    peers.GrpcWrr.name,
     REACTIVE,
-    NOWCAST,
     ACE,
-    ACE_TUNED,
     ACE_IN_FLIGHT,
-    ACE_IN_FLIGHT_TUNED,
+    ORACLE_SED,
+    CENTRAL_QUEUE,
 )
 
 
@@ -63,14 +56,6 @@ class Config:
     horizon_s: float = 300.0
     # The breakers' settings (ACE, nowcast and reactive share them).
     settings: Settings = field(default_factory=Settings)
-
-    @property
-    def tuned(self) -> Settings:
-        return dataclasses.replace(self.settings, threshold_ms=TUNED_THRESHOLD_MS)
-
-    @property
-    def in_flight_tuned(self) -> Settings:
-        return dataclasses.replace(self.settings, threshold_ms=IN_FLIGHT_TUNED_THRESHOLD_MS)
 
     @property
     def base_rps(self) -> float:
@@ -120,35 +105,36 @@ class CaseResult:
 @dataclass(frozen=True)
 class Models:
     ace: LoadedModel
-    nowcast: LoadedModel
 
 
 def make_router(name: str, cfg: Config, seed: int, models: Models | None) -> sim.Router:
     n = cfg.pool.backends
-    if name == "round robin":
-        return routers.RoundRobin(n, seed)
-    if name == "least outstanding":
-        return routers.LeastOutstanding(n, seed)
-    if name == "peak-EWMA P2C":
-        return routers.PeakEwma(n, seed)
-    if name == "Envoy outlier detection":
-        return routers.EnvoyOutlier(n, seed)
-    if name == "LiteLLM latency + cooldown":
-        return routers.LiteLLMLatency(n, seed)
+    simple: dict[str, Callable[[int, int], sim.Router]] = {
+        "round robin": routers.RoundRobin,
+        "least outstanding": routers.LeastOutstanding,
+        "peak-EWMA P2C": routers.PeakEwma,
+        "Envoy outlier detection": routers.EnvoyOutlier,
+        "LiteLLM latency + cooldown": routers.LiteLLMLatency,
+        peers.C3.name: peers.C3,
+        peers.GrpcWrr.name: peers.GrpcWrr,
+    }
+    if name in simple:
+        return simple[name](n, seed)
+    pool = cfg.pool
+    if name == peers.ShortestExpectedDelay.name:
+        return peers.ShortestExpectedDelay(n, seed, mean_service_ms=pool.mean_service_ms, slots=pool.slots)
+    if name == ORACLE_SED:
+        return oracles.OracleSed(n, seed, pool.mean_service_ms)
+    if name == CENTRAL_QUEUE:
+        return oracles.CentralQueue(n, seed, pool.mean_service_ms)
     if name == REACTIVE:
-        return routers.BreakerRouter(name, n, cfg.settings, None)
+        return routers.AceRouter(name, n, cfg.settings, None)
     if models is None:
-        raise ValueError(f"{name} needs the trained models")
-    if name == NOWCAST:
-        return routers.BreakerRouter(name, n, cfg.settings, models.nowcast)
+        raise ValueError(f"{name} needs the trained model")
     if name == ACE:
-        return routers.BreakerRouter(name, n, cfg.settings, models.ace)
-    if name == ACE_TUNED:
-        return routers.BreakerRouter(name, n, cfg.tuned, models.ace)
+        return routers.AceRouter(name, n, cfg.settings, models.ace)
     if name == ACE_IN_FLIGHT:
-        return routers.BreakerRouter(name, n, cfg.settings, models.ace, load_aware=True)
-    if name == ACE_IN_FLIGHT_TUNED:
-        return routers.BreakerRouter(name, n, cfg.in_flight_tuned, models.ace, load_aware=True)
+        return routers.AceRouter(name, n, cfg.settings, models.ace, load_aware=True)
     raise ValueError(f"unknown router {name!r}")
 
 
@@ -191,10 +177,13 @@ def run_case(
 _worker_models: Models | None = None
 
 
-def _init_worker(trained: tuple[TrainedModel, TrainedModel] | None) -> None:
+def _init_worker(trained: TrainedModel | None) -> None:
     global _worker_models
+    # A spawned worker starts with structlog's defaults: the router's table
+    # would log every breaker transition.
+    logs.configure("foresight", "console", "warning")
     if trained is not None:
-        _worker_models = Models(ace=model.load(trained[0]), nowcast=model.load(trained[1]))
+        _worker_models = Models(ace=model.load(trained))
 
 
 def _run_job(job: tuple[Case, Config, tuple[str, ...], bool]) -> CaseResult:
@@ -206,7 +195,7 @@ def run_all(
     cases: Sequence[Case],
     cfg: Config,
     names: Sequence[str],
-    trained: tuple[TrainedModel, TrainedModel] | None,
+    trained: TrainedModel | None,
     workers: int,
     keep_timeline: Callable[[Case], bool],
     progress: Callable[[int, int, CaseResult], None],
@@ -227,13 +216,18 @@ def run_all(
             yield result
 
 
-def histories(
-    cases: Sequence[Case], cfg: Config, name: str = "round robin", models: Models | None = None
-) -> list[sim.Run]:
-    """Telemetry of the cases under one router, to train on."""
-    out = []
-    for case in cases:
-        scenario = case.scenario(cfg)
-        router = make_router(name, cfg, case.seed, models)
-        out.append(sim.run(router, case.arrivals(cfg, scenario), scenario, cfg.pool))
-    return out
+def _history(job: tuple[Case, Config]) -> sim.Run:
+    case, cfg = job
+    scenario = case.scenario(cfg)
+    router = routers.RoundRobin(cfg.pool.backends, case.seed)
+    return sim.run(router, case.arrivals(cfg, scenario), scenario, cfg.pool)
+
+
+def histories(cases: Sequence[Case], cfg: Config, workers: int = 1) -> list[sim.Run]:
+    """Round-robin telemetry of the cases, in their order, to train on:
+    what a fleet records before ACE steers it."""
+    jobs = [(case, cfg) for case in cases]
+    if workers <= 1:
+        return [_history(job) for job in jobs]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return pool.map(_history, jobs)

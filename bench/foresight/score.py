@@ -1,7 +1,9 @@
 """Figures of one run, mergeable across runs.
 
-Users: every request that arrived after the warm-up, its latency (the
-timeout for a failure), whether it exceeded the SLO and whether it failed.
+Users: every request that arrived after the warm-up, its latency as the
+caller saw it, whether it exceeded the SLO or failed (a fast error is no
+better than a slow answer), whether it failed, and whether it was lost in
+flight: in service or queued on a backend when that backend crashed.
 Percentiles come from a log-spaced histogram (0.7% wide bins), so that runs
 on many seeds merge exactly.
 
@@ -42,14 +44,16 @@ MERGE_GAP_S = 60.0
 class Users:
     hist: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(len(EDGES) - 1, dtype=np.int64))
     requests: int = 0
-    over_slo: int = 0
+    over_slo: int = 0  # over the SLO or failed
     failed: int = 0
+    lost: int = 0
 
     def add(self, other: Users) -> None:
         self.hist += other.hist
         self.requests += other.requests
         self.over_slo += other.over_slo
         self.failed += other.failed
+        self.lost += other.lost
 
     def percentile(self, q: float) -> float:
         """The q-th percentile (0-100) in ms, to the histogram's resolution."""
@@ -68,6 +72,10 @@ class Users:
     @property
     def failed_share(self) -> float:
         return self.failed / self.requests if self.requests else float("nan")
+
+    @property
+    def lost_share(self) -> float:
+        return self.lost / self.requests if self.requests else float("nan")
 
 
 @dataclass
@@ -122,12 +130,17 @@ class Breakers:
 def users(run: Run, pool: Pool, score_from_s: float) -> Users:
     keep = run.arrival_s >= score_from_s
     lat = run.latency_ms[keep]
-    hist, _ = np.histogram(np.clip(lat, EDGES[0], EDGES[-1] - 1e-6), bins=EDGES)
+    failed = run.failed[keep]
+    # A failure counts in the timeout bin whatever its latency: for the
+    # percentiles as for the SLO, an error is no answer.
+    shown = np.where(failed, EDGES[-1] - 1e-6, np.clip(lat, EDGES[0], EDGES[-1] - 1e-6))
+    hist, _ = np.histogram(shown, bins=EDGES)
     return Users(
         hist=hist.astype(np.int64),
         requests=int(keep.sum()),
-        over_slo=int((lat > pool.slo_ms).sum()),
-        failed=int(run.failed[keep].sum()),
+        over_slo=int(((lat > pool.slo_ms) | failed).sum()),
+        failed=int(failed.sum()),
+        lost=int(run.lost[keep].sum()) if run.lost is not None else 0,
     )
 
 

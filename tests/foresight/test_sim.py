@@ -28,7 +28,7 @@ class Fixed:
     def pick(self, t: float) -> int:
         return self.first if t < self.switch_s else self.then
 
-    def done(self, backend: int, t: float, latency_ms: float, failed: bool) -> None:
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
         self.done_calls += 1
 
     def tick(self, telemetry: Telemetry) -> None:
@@ -108,10 +108,113 @@ def test_every_fault_class_builds(fault):
     scenario = faults.scenario(fault, POOL.backends, DURATION, seed=4)
     assert scenario.speed.shape == (POOL.backends, int(DURATION) + 1)
     assert (scenario.speed >= 0).all()
-    if fault in ("quiet", "flash_crowd"):
+    if fault in ("quiet", "flash_crowd", "capacity_cliff", "capacity_cliff_precursor", "fail_fast"):
+        # Their harm is not a speed set in advance.
         assert (scenario.speed == 1).all()
     else:
         assert (scenario.speed < 1).any()
+    if fault.startswith("capacity_cliff"):
+        assert scenario.cliff is not None and scenario.cliff.backend == scenario.target
+    if fault in ("leak_then_crash", "fail_fast"):
+        (outage,) = scenario.outages
+        assert outage.backend == scenario.target and outage.kills == (fault == "leak_then_crash")
+
+
+class Counting(Fixed):
+    """Round robin that keeps what each completion reported."""
+
+    def __init__(self) -> None:
+        super().__init__(0, 0, 0.0)
+        self.turn = 0
+        self.reports: list[tuple[int, float, bool, float, int]] = []
+
+    def pick(self, t: float) -> int:
+        self.turn += 1
+        return self.turn % POOL.backends
+
+    def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
+        self.reports.append((backend, t, failed, service_ms, queue))
+
+
+def test_a_crash_loses_what_the_backend_held_and_it_restarts_empty():
+    scenario = faults.scenario("leak_then_crash", POOL.backends, 2400.0, seed=5)
+    (crash,) = scenario.outages
+    rate = 0.55 * POOL.backends * POOL.capacity_rps
+    arr = traffic.synthetic_arrivals(rate, 2400.0, 3, None)
+    run = sim.run(routers.RoundRobin(POOL.backends, 0), arr, scenario, POOL)
+    assert run.lost is not None
+    lost = run.lost
+    # Only requests on the crashed backend, sent before the crash and not
+    # answered by then, are lost; each fails at the crash itself.
+    assert lost.sum() >= 1
+    assert (run.backend[lost] == crash.backend).all()
+    assert (run.arrival_s[lost] < crash.start_s).all()
+    np.testing.assert_allclose(run.arrival_s[lost] + run.latency_ms[lost] / 1000.0, crash.start_s, atol=1e-6)
+    assert run.failed[lost].all()
+    # While it is down, it refuses at once.
+    down = (run.backend == crash.backend) & (run.arrival_s >= crash.start_s) & (run.arrival_s < crash.end_s)
+    assert down.sum() > 50 and run.failed[down].all()
+    assert (run.latency_ms[down] == sim.FAIL_FAST_MS).all()
+    # Back up, it starts empty: the first request after the restart waits for nothing.
+    after = np.flatnonzero((run.backend == crash.backend) & (run.arrival_s >= crash.end_s))
+    assert not run.failed[after[0]] and run.latency_ms[after[0]] < 4 * POOL.mean_service_ms * 1.7
+    # The leak shows in errors before the crash: answered after service, not fast.
+    leaking = (
+        (run.backend == crash.backend) & (run.arrival_s > crash.start_s - 120) & (run.arrival_s < crash.start_s - 5)
+    )
+    errors = leaking & run.failed
+    assert errors.sum() > 0 and (run.latency_ms[errors] > sim.FAIL_FAST_MS).all()
+
+
+def test_completions_report_service_time_and_queue():
+    scenario = faults.scenario("fail_fast", POOL.backends, DURATION, seed=6)
+    (outage,) = scenario.outages
+    router = Counting()
+    sim.run(router, arrivals(0.8), scenario, POOL)
+    refused = [r for r in router.reports if r[0] == outage.backend and outage.start_s + 1 < r[1] < outage.end_s]
+    assert refused and all(failed and service == 0.0 for _, _, failed, service, _ in refused)
+    served = [r for r in router.reports if not r[2]]
+    assert all(service > 0 for _, _, _, service, _ in served)
+    # At 80% load some answers leave others waiting behind them.
+    assert max(q for *_, q in served) >= 1
+
+
+def test_a_capacity_cliff_follows_the_load_the_backend_carries():
+    scenario = faults.scenario("capacity_cliff", POOL.backends, 2400.0, seed=7)
+    assert scenario.cliff is not None and scenario.start_s is not None
+    target, start = scenario.cliff.backend, scenario.start_s
+    rate = 0.55 * POOL.backends * POOL.capacity_rps
+    arr = traffic.synthetic_arrivals(rate, 2400.0, 3, None)
+
+    def target_latency(router: sim.Router) -> float:
+        run = sim.run(router, arr, scenario, POOL)
+        during = (run.backend == target) & (run.arrival_s > start)
+        return float(np.percentile(run.latency_ms[during], 99))
+
+    # Its share of the load fills the resource and it tips; a third less
+    # load on it, and it never does.
+    even = target_latency(routers.RoundRobin(POOL.backends, 0))
+    light = target_latency(Lighter(target))
+    assert even > 3 * light
+
+
+class Lighter(Fixed):
+    """Round robin that skips `target` every third time its turn comes."""
+
+    def __init__(self, target: int) -> None:
+        super().__init__(0, 0, 0.0)
+        self.target = target
+        self.turn = 0
+        self.skips = 0
+
+    def pick(self, t: float) -> int:
+        self.turn += 1
+        b = self.turn % POOL.backends
+        if b == self.target:
+            self.skips += 1
+            if self.skips % 3 == 0:
+                return (b + 1) % POOL.backends
+        return b
 
 
 def test_episodes_merge_breaches_less_than_a_minute_apart():
