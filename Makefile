@@ -80,7 +80,7 @@ kind-down: ## delete the kind cluster
 bench: $(STAMP) ## every benchmark, each figure beside its baseline (a few minutes); writes docs/benchmarks.md
 	$(PY) -m bench.perf
 
-bench-foresight: $(STAMP) ## ACE against seven routers in a closed-loop simulation and on real telemetry (about 10 min); writes reports/foresight.md
+bench-foresight: $(STAMP) ## ACE against ten routers and two oracles in a closed-loop simulation, and on real telemetry (about 13 min); writes reports/foresight.md
 	$(PY) -m bench.foresight --out reports
 
 soak: $(STAMP) ## Decide, Ingest, Predict and ReportOutcomes at the highest sustainable rate for about 3 min: calls, failures, latency, memory
