@@ -10,6 +10,19 @@ import sys
 import structlog
 
 
+class _Stderr:
+    """Whatever sys.stderr is when a line is written. A logger caches its
+    file on first use; bound to the stream of the moment it would keep
+    writing to one that was swapped out and closed since (a test's capture,
+    a redirect), and a background thread's warning would then raise."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(service: str, fmt: str | None = None, level: str = "info") -> None:
     fmt = fmt or os.environ.get("ACE_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
     renderer: structlog.typing.Processor
@@ -34,6 +47,6 @@ def configure(service: str, fmt: str | None = None, level: str = "info") -> None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
