@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61\x63\x65/v1/router.proto\x12\x06\x61\x63\x65.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x01\n\rDecideRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ncandidates\x18\x02 \x03(\t\x12\x36\n\tin_flight\x18\x03 \x03(\x0b\x32#.ace.v1.DecideRequest.InFlightEntry\x1a/\n\rInFlightEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xce\x02\n\x08\x44\x65\x63ision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nbackend_id\x18\x02 \x01(\t\x12\x1e\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x0e.ace.v1.Action\x12\x1c\n\x14predicted_latency_ms\x18\x04 \x01(\x01\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x11\n\tfallbacks\x18\x07 \x03(\t\x12$\n\x05\x62\x61sis\x18\x08 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12+\n\rbreaker_state\x18\t \x01(\x0e\x32\x14.ace.v1.BreakerState\x12)\n\x05\x61s_of\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07skipped\x18\x0b \x03(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x0c \x01(\t\"\x18\n\x16GetRoutingTableRequest\"\x1a\n\x18WatchRoutingTableRequest\"\xf6\x01\n\x0cRoutingTable\x12&\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x14.ace.v1.BackendRoute\x12\x0f\n\x07partial\x18\x02 \x01(\x08\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cthreshold_ms\x18\x04 \x01(\x01\x12\x11\n\thorizon_s\x18\x05 \x01(\x01\x12\x1b\n\x13predictor_available\x18\x06 \x01(\x08\x12\x1f\n\x17\x66\x65\x61ture_store_connected\x18\x07 \x01(\x08\x12\x19\n\x11\x63old_start_points\x18\x08 \x01(\r\x12\x14\n\x0copen_penalty\x18\t \x01(\x01\"\xce\x02\n\x0c\x42\x61\x63kendRoute\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.ace.v1.BreakerState\x12\x1c\n\x14predicted_latency_ms\x18\x03 \x01(\x01\x12\x1b\n\x13observed_latency_ms\x18\x04 \x01(\x01\x12)\n\x05\x61s_of\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10points_in_window\x18\x06 \x01(\r\x12\x0c\n\x04\x63old\x18\x07 \x01(\x08\x12$\n\x05\x62\x61sis\x18\x08 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12/\n\x0bstate_since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07risk_ms\x18\n \x01(\x01H\x00\x88\x01\x01\x42\n\n\x08_risk_ms\"\x16\n\x14GetRiskReportRequest\"\xb8\x01\n\nRiskReport\x12)\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thorizon_s\x18\x02 \x01(\x01\x12\x14\n\x0cthreshold_ms\x18\x03 \x01(\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12%\n\x08\x62\x61\x63kends\x18\x05 \x03(\x0b\x32\x13.ace.v1.BackendRisk\x12\x18\n\x10\x62\x61\x63kends_at_risk\x18\x06 \x01(\r\"\xf3\x01\n\x0b\x42\x61\x63kendRisk\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x1c\n\x14predicted_latency_ms\x18\x02 \x01(\x01\x12\x1b\n\x13observed_latency_ms\x18\x03 \x01(\x01\x12\x10\n\x08\x62reaches\x18\x04 \x01(\x08\x12\x13\n\x0bheadroom_ms\x18\x05 \x01(\x01\x12#\n\x05state\x18\x06 \x01(\x0e\x32\x14.ace.v1.BreakerState\x12$\n\x05\x62\x61sis\x18\x07 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12#\n\x07\x64rivers\x18\x08 \x03(\x0b\x32\x12.ace.v1.RiskDriver\"M\n\nRiskDriver\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07z_score\x18\x03 \x01(\x01\x12\x0e\n\x06weight\x18\x04 \x01(\x01\":\n\x15ReportOutcomesRequest\x12!\n\x08outcomes\x18\x01 \x03(\x0b\x32\x0f.ace.v1.Outcome\"\x88\x01\n\x07Outcome\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x17\n\nlatency_ms\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07quality\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06\x66\x61iled\x18\x04 \x01(\x08H\x02\x88\x01\x01\x42\r\n\x0b_latency_msB\n\n\x08_qualityB\t\n\x07_failed\"V\n\x0eOutcomeReceipt\x12\r\n\x05index\x18\x01 \x01(\r\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.ace.v1.OutcomeStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"B\n\x16ReportOutcomesResponse\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.ace.v1.OutcomeReceipt\"\x18\n\x16GetPolicyShadowRequest\"\xf5\x02\n\x12PolicyShadowReport\x12\x19\n\x11live_threshold_ms\x18\x01 \x01(\x01\x12 \n\x18\x61lternative_threshold_ms\x18\x02 \x01(\x01\x12\x11\n\tdecisions\x18\x03 \x01(\x04\x12\x11\n\tdiffering\x18\x04 \x01(\x04\x12\r\n\x05pairs\x18\x05 \x01(\r\x12\x10\n\x08\x63ompared\x18\x06 \x01(\r\x12\x14\n\x0cmissing_live\x18\x07 \x01(\r\x12\x1b\n\x13missing_alternative\x18\x08 \x01(\r\x12\x15\n\rlive_breaches\x18\t \x01(\r\x12\x1c\n\x14\x61lternative_breaches\x18\n \x01(\r\x12\x1a\n\x12only_live_breached\x18\x0b \x01(\r\x12!\n\x19only_alternative_breached\x18\x0c \x01(\r\x12\x0f\n\x07p_value\x18\r \x01(\x01\x12\x13\n\x0bsignificant\x18\x0e \x01(\x08\x12\x0e\n\x06reason\x18\x0f \x01(\t*\\\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0b\n\x07PRIMARY\x10\x01\x12\x0b\n\x07REROUTE\x10\x02\x12\x0f\n\x0bROUND_ROBIN\x10\x03\x12\x0f\n\x0bLAST_RESORT\x10\x04*R\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x43LOSED\x10\x01\x12\x08\n\x04OPEN\x10\x02\x12\r\n\tHALF_OPEN\x10\x03*u\n\rDecisionBasis\x12\x1e\n\x1a\x44\x45\x43ISION_BASIS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46ORECAST\x10\x01\x12\x14\n\x10OBSERVED_LATENCY\x10\x02\x12\x0e\n\nCOLD_START\x10\x03\x12\x10\n\x0cNO_TELEMETRY\x10\x04*Z\n\rOutcomeStatus\x12\x1e\n\x1aOUTCOME_STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x32\xb6\x03\n\x06Router\x12\x31\n\x06\x44\x65\x63ide\x12\x15.ace.v1.DecideRequest\x1a\x10.ace.v1.Decision\x12G\n\x0fGetRoutingTable\x12\x1e.ace.v1.GetRoutingTableRequest\x1a\x14.ace.v1.RoutingTable\x12M\n\x11WatchRoutingTable\x12 .ace.v1.WatchRoutingTableRequest\x1a\x14.ace.v1.RoutingTable0\x01\x12\x41\n\rGetRiskReport\x12\x1c.ace.v1.GetRiskReportRequest\x1a\x12.ace.v1.RiskReport\x12O\n\x0eReportOutcomes\x12\x1d.ace.v1.ReportOutcomesRequest\x1a\x1e.ace.v1.ReportOutcomesResponse\x12M\n\x0fGetPolicyShadow\x12\x1e.ace.v1.GetPolicyShadowRequest\x1a\x1a.ace.v1.PolicyShadowReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61\x63\x65/v1/router.proto\x12\x06\x61\x63\x65.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x01\n\rDecideRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ncandidates\x18\x02 \x03(\t\x12\x36\n\tin_flight\x18\x03 \x03(\x0b\x32#.ace.v1.DecideRequest.InFlightEntry\x1a/\n\rInFlightEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xce\x02\n\x08\x44\x65\x63ision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nbackend_id\x18\x02 \x01(\t\x12\x1e\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x0e.ace.v1.Action\x12\x1c\n\x14predicted_latency_ms\x18\x04 \x01(\x01\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x11\n\tfallbacks\x18\x07 \x03(\t\x12$\n\x05\x62\x61sis\x18\x08 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12+\n\rbreaker_state\x18\t \x01(\x0e\x32\x14.ace.v1.BreakerState\x12)\n\x05\x61s_of\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07skipped\x18\x0b \x03(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x0c \x01(\t\"\x18\n\x16GetRoutingTableRequest\"\x1a\n\x18WatchRoutingTableRequest\"\xa4\x02\n\x0cRoutingTable\x12&\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x14.ace.v1.BackendRoute\x12\x0f\n\x07partial\x18\x02 \x01(\x08\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cthreshold_ms\x18\x04 \x01(\x01\x12\x11\n\thorizon_s\x18\x05 \x01(\x01\x12\x1b\n\x13predictor_available\x18\x06 \x01(\x08\x12\x1f\n\x17\x66\x65\x61ture_store_connected\x18\x07 \x01(\x08\x12\x19\n\x11\x63old_start_points\x18\x08 \x01(\r\x12\x14\n\x0copen_penalty\x18\t \x01(\x01\x12\x15\n\rerror_penalty\x18\n \x01(\x01\x12\x15\n\rerror_decay_s\x18\x0b \x01(\x01\"\xce\x02\n\x0c\x42\x61\x63kendRoute\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.ace.v1.BreakerState\x12\x1c\n\x14predicted_latency_ms\x18\x03 \x01(\x01\x12\x1b\n\x13observed_latency_ms\x18\x04 \x01(\x01\x12)\n\x05\x61s_of\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10points_in_window\x18\x06 \x01(\r\x12\x0c\n\x04\x63old\x18\x07 \x01(\x08\x12$\n\x05\x62\x61sis\x18\x08 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12/\n\x0bstate_since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07risk_ms\x18\n \x01(\x01H\x00\x88\x01\x01\x42\n\n\x08_risk_ms\"\x16\n\x14GetRiskReportRequest\"\xb8\x01\n\nRiskReport\x12)\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thorizon_s\x18\x02 \x01(\x01\x12\x14\n\x0cthreshold_ms\x18\x03 \x01(\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12%\n\x08\x62\x61\x63kends\x18\x05 \x03(\x0b\x32\x13.ace.v1.BackendRisk\x12\x18\n\x10\x62\x61\x63kends_at_risk\x18\x06 \x01(\r\"\xf3\x01\n\x0b\x42\x61\x63kendRisk\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x1c\n\x14predicted_latency_ms\x18\x02 \x01(\x01\x12\x1b\n\x13observed_latency_ms\x18\x03 \x01(\x01\x12\x10\n\x08\x62reaches\x18\x04 \x01(\x08\x12\x13\n\x0bheadroom_ms\x18\x05 \x01(\x01\x12#\n\x05state\x18\x06 \x01(\x0e\x32\x14.ace.v1.BreakerState\x12$\n\x05\x62\x61sis\x18\x07 \x01(\x0e\x32\x15.ace.v1.DecisionBasis\x12#\n\x07\x64rivers\x18\x08 \x03(\x0b\x32\x12.ace.v1.RiskDriver\"M\n\nRiskDriver\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07z_score\x18\x03 \x01(\x01\x12\x0e\n\x06weight\x18\x04 \x01(\x01\":\n\x15ReportOutcomesRequest\x12!\n\x08outcomes\x18\x01 \x03(\x0b\x32\x0f.ace.v1.Outcome\"\x88\x01\n\x07Outcome\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x17\n\nlatency_ms\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07quality\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06\x66\x61iled\x18\x04 \x01(\x08H\x02\x88\x01\x01\x42\r\n\x0b_latency_msB\n\n\x08_qualityB\t\n\x07_failed\"V\n\x0eOutcomeReceipt\x12\r\n\x05index\x18\x01 \x01(\r\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.ace.v1.OutcomeStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"B\n\x16ReportOutcomesResponse\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.ace.v1.OutcomeReceipt\"\x18\n\x16GetPolicyShadowRequest\"\xf5\x02\n\x12PolicyShadowReport\x12\x19\n\x11live_threshold_ms\x18\x01 \x01(\x01\x12 \n\x18\x61lternative_threshold_ms\x18\x02 \x01(\x01\x12\x11\n\tdecisions\x18\x03 \x01(\x04\x12\x11\n\tdiffering\x18\x04 \x01(\x04\x12\r\n\x05pairs\x18\x05 \x01(\r\x12\x10\n\x08\x63ompared\x18\x06 \x01(\r\x12\x14\n\x0cmissing_live\x18\x07 \x01(\r\x12\x1b\n\x13missing_alternative\x18\x08 \x01(\r\x12\x15\n\rlive_breaches\x18\t \x01(\r\x12\x1c\n\x14\x61lternative_breaches\x18\n \x01(\r\x12\x1a\n\x12only_live_breached\x18\x0b \x01(\r\x12!\n\x19only_alternative_breached\x18\x0c \x01(\r\x12\x0f\n\x07p_value\x18\r \x01(\x01\x12\x13\n\x0bsignificant\x18\x0e \x01(\x08\x12\x0e\n\x06reason\x18\x0f \x01(\t*\\\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0b\n\x07PRIMARY\x10\x01\x12\x0b\n\x07REROUTE\x10\x02\x12\x0f\n\x0bROUND_ROBIN\x10\x03\x12\x0f\n\x0bLAST_RESORT\x10\x04*R\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x43LOSED\x10\x01\x12\x08\n\x04OPEN\x10\x02\x12\r\n\tHALF_OPEN\x10\x03*u\n\rDecisionBasis\x12\x1e\n\x1a\x44\x45\x43ISION_BASIS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46ORECAST\x10\x01\x12\x14\n\x10OBSERVED_LATENCY\x10\x02\x12\x0e\n\nCOLD_START\x10\x03\x12\x10\n\x0cNO_TELEMETRY\x10\x04*Z\n\rOutcomeStatus\x12\x1e\n\x1aOUTCOME_STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x32\xb6\x03\n\x06Router\x12\x31\n\x06\x44\x65\x63ide\x12\x15.ace.v1.DecideRequest\x1a\x10.ace.v1.Decision\x12G\n\x0fGetRoutingTable\x12\x1e.ace.v1.GetRoutingTableRequest\x1a\x14.ace.v1.RoutingTable\x12M\n\x11WatchRoutingTable\x12 .ace.v1.WatchRoutingTableRequest\x1a\x14.ace.v1.RoutingTable0\x01\x12\x41\n\rGetRiskReport\x12\x1c.ace.v1.GetRiskReportRequest\x1a\x12.ace.v1.RiskReport\x12O\n\x0eReportOutcomes\x12\x1d.ace.v1.ReportOutcomesRequest\x1a\x1e.ace.v1.ReportOutcomesResponse\x12M\n\x0fGetPolicyShadow\x12\x1e.ace.v1.GetPolicyShadowRequest\x1a\x1a.ace.v1.PolicyShadowReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DECIDEREQUEST_INFLIGHTENTRY']._loaded_options = None
   _globals['_DECIDEREQUEST_INFLIGHTENTRY']._serialized_options = b'8\001'
-  _globals['_ACTION']._serialized_start=2497
-  _globals['_ACTION']._serialized_end=2589
-  _globals['_BREAKERSTATE']._serialized_start=2591
-  _globals['_BREAKERSTATE']._serialized_end=2673
-  _globals['_DECISIONBASIS']._serialized_start=2675
-  _globals['_DECISIONBASIS']._serialized_end=2792
-  _globals['_OUTCOMESTATUS']._serialized_start=2794
-  _globals['_OUTCOMESTATUS']._serialized_end=2884
+  _globals['_ACTION']._serialized_start=2543
+  _globals['_ACTION']._serialized_end=2635
+  _globals['_BREAKERSTATE']._serialized_start=2637
+  _globals['_BREAKERSTATE']._serialized_end=2719
+  _globals['_DECISIONBASIS']._serialized_start=2721
+  _globals['_DECISIONBASIS']._serialized_end=2838
+  _globals['_OUTCOMESTATUS']._serialized_start=2840
+  _globals['_OUTCOMESTATUS']._serialized_end=2930
   _globals['_DECIDEREQUEST']._serialized_start=65
   _globals['_DECIDEREQUEST']._serialized_end=225
   _globals['_DECIDEREQUEST_INFLIGHTENTRY']._serialized_start=178
@@ -53,29 +53,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHROUTINGTABLEREQUEST']._serialized_start=590
   _globals['_WATCHROUTINGTABLEREQUEST']._serialized_end=616
   _globals['_ROUTINGTABLE']._serialized_start=619
-  _globals['_ROUTINGTABLE']._serialized_end=865
-  _globals['_BACKENDROUTE']._serialized_start=868
-  _globals['_BACKENDROUTE']._serialized_end=1202
-  _globals['_GETRISKREPORTREQUEST']._serialized_start=1204
-  _globals['_GETRISKREPORTREQUEST']._serialized_end=1226
-  _globals['_RISKREPORT']._serialized_start=1229
-  _globals['_RISKREPORT']._serialized_end=1413
-  _globals['_BACKENDRISK']._serialized_start=1416
-  _globals['_BACKENDRISK']._serialized_end=1659
-  _globals['_RISKDRIVER']._serialized_start=1661
-  _globals['_RISKDRIVER']._serialized_end=1738
-  _globals['_REPORTOUTCOMESREQUEST']._serialized_start=1740
-  _globals['_REPORTOUTCOMESREQUEST']._serialized_end=1798
-  _globals['_OUTCOME']._serialized_start=1801
-  _globals['_OUTCOME']._serialized_end=1937
-  _globals['_OUTCOMERECEIPT']._serialized_start=1939
-  _globals['_OUTCOMERECEIPT']._serialized_end=2025
-  _globals['_REPORTOUTCOMESRESPONSE']._serialized_start=2027
-  _globals['_REPORTOUTCOMESRESPONSE']._serialized_end=2093
-  _globals['_GETPOLICYSHADOWREQUEST']._serialized_start=2095
-  _globals['_GETPOLICYSHADOWREQUEST']._serialized_end=2119
-  _globals['_POLICYSHADOWREPORT']._serialized_start=2122
-  _globals['_POLICYSHADOWREPORT']._serialized_end=2495
-  _globals['_ROUTER']._serialized_start=2887
-  _globals['_ROUTER']._serialized_end=3325
+  _globals['_ROUTINGTABLE']._serialized_end=911
+  _globals['_BACKENDROUTE']._serialized_start=914
+  _globals['_BACKENDROUTE']._serialized_end=1248
+  _globals['_GETRISKREPORTREQUEST']._serialized_start=1250
+  _globals['_GETRISKREPORTREQUEST']._serialized_end=1272
+  _globals['_RISKREPORT']._serialized_start=1275
+  _globals['_RISKREPORT']._serialized_end=1459
+  _globals['_BACKENDRISK']._serialized_start=1462
+  _globals['_BACKENDRISK']._serialized_end=1705
+  _globals['_RISKDRIVER']._serialized_start=1707
+  _globals['_RISKDRIVER']._serialized_end=1784
+  _globals['_REPORTOUTCOMESREQUEST']._serialized_start=1786
+  _globals['_REPORTOUTCOMESREQUEST']._serialized_end=1844
+  _globals['_OUTCOME']._serialized_start=1847
+  _globals['_OUTCOME']._serialized_end=1983
+  _globals['_OUTCOMERECEIPT']._serialized_start=1985
+  _globals['_OUTCOMERECEIPT']._serialized_end=2071
+  _globals['_REPORTOUTCOMESRESPONSE']._serialized_start=2073
+  _globals['_REPORTOUTCOMESRESPONSE']._serialized_end=2139
+  _globals['_GETPOLICYSHADOWREQUEST']._serialized_start=2141
+  _globals['_GETPOLICYSHADOWREQUEST']._serialized_end=2165
+  _globals['_POLICYSHADOWREPORT']._serialized_start=2168
+  _globals['_POLICYSHADOWREPORT']._serialized_end=2541
+  _globals['_ROUTER']._serialized_start=2933
+  _globals['_ROUTER']._serialized_end=3371
 # @@protoc_insertion_point(module_scope)

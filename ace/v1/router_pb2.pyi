@@ -112,7 +112,7 @@ class WatchRoutingTableRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points", "open_penalty")
+    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points", "open_penalty", "error_penalty", "error_decay_s")
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,8 @@ class RoutingTable(_message.Message):
     FEATURE_STORE_CONNECTED_FIELD_NUMBER: _ClassVar[int]
     COLD_START_POINTS_FIELD_NUMBER: _ClassVar[int]
     OPEN_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_DECAY_S_FIELD_NUMBER: _ClassVar[int]
     backends: _containers.RepeatedCompositeFieldContainer[BackendRoute]
     partial: bool
     model_version: str
@@ -131,7 +133,9 @@ class RoutingTable(_message.Message):
     feature_store_connected: bool
     cold_start_points: int
     open_penalty: float
-    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ..., open_penalty: _Optional[float] = ...) -> None: ...
+    error_penalty: float
+    error_decay_s: float
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ..., open_penalty: _Optional[float] = ..., error_penalty: _Optional[float] = ..., error_decay_s: _Optional[float] = ...) -> None: ...
 
 class BackendRoute(_message.Message):
     __slots__ = ("backend_id", "state", "predicted_latency_ms", "observed_latency_ms", "as_of", "points_in_window", "cold", "basis", "state_since", "risk_ms")

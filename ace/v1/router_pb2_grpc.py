@@ -151,7 +151,11 @@ class RouterServicer:
         Accepted latency and quality outcomes are summed per backend and 10 s of
         event time and forwarded, batched, to the feature store
         (FeatureStore.IngestOutcomes), where the trainer reads them as quality
-        labels.
+        labels. An accepted outcome that ends a request (latency_ms or failed)
+        also moves its backend's failure score at once: a backend whose recent
+        requests failed counts as busier in least-loaded decisions
+        (RoutingTable.error_penalty), so one that fails fast does not draw
+        traffic by looking idle.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
@@ -152,7 +153,7 @@ class RouterClient:
                 reason = DISCONNECTED_REASON if len(self._rotation) else NO_TABLE_REASON
                 return self._rotation.round_robin(candidates, reason)
             if in_flight:
-                return self._rotation.pick(candidates, in_flight)[0]
+                return self._rotation.pick(candidates, in_flight, time.monotonic())[0]
             key = candidates if type(candidates) is tuple else tuple(candidates)
             try:
                 cycle = self._cycles[key]
@@ -167,6 +168,13 @@ class RouterClient:
             if choice is None:
                 choice = choices[turn] = choose(cycle.candidates, turn, self._rotation.settings)
             return choice
+
+    def report(self, backend_id: str, failed: bool) -> None:
+        """A request's outcome on a backend, as ReportOutcomes tells the
+        router of a decided one: recent failures count as load in picks
+        given `in_flight`, with the router's error_penalty and decay."""
+        with self._lock:
+            self._rotation.note_outcome(backend_id, failed, time.monotonic())
 
     def _cycle(self, names: tuple[str, ...]) -> _Cycle | None:
         """A new cycle for these names; None when their picks must go
@@ -244,6 +252,8 @@ class RouterClient:
             horizon_s=message.horizon_s,
             cold_start_points=message.cold_start_points,
             open_penalty=message.open_penalty,
+            error_penalty=message.error_penalty,
+            error_decay_s=message.error_decay_s or Settings.error_decay_s,
         )
         status = router_pb2.RoutingTable(
             model_version=message.model_version,
@@ -253,6 +263,8 @@ class RouterClient:
             feature_store_connected=message.feature_store_connected,
             cold_start_points=message.cold_start_points,
             open_penalty=message.open_penalty,
+            error_penalty=message.error_penalty,
+            error_decay_s=message.error_decay_s,
         )
         with self._cond:
             self._cycles.clear()

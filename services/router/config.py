@@ -101,6 +101,23 @@ def parser() -> argparse.ArgumentParser:
     )
     option(
         p,
+        "--error-penalty",
+        env="ACE_ERROR_PENALTY",
+        cast=float,
+        default=defaults.error_penalty,
+        help="when the caller gives requests in flight: the extra requests a backend counts when its reported "
+        "outcomes have all been failing (0: off)",
+    )
+    option(
+        p,
+        "--error-decay-s",
+        env="ACE_ERROR_DECAY_S",
+        cast=float,
+        default=defaults.error_decay_s,
+        help="seconds over which a backend's failure score fades without new outcomes",
+    )
+    option(
+        p,
         "--predict-timeout-s",
         env="ACE_PREDICT_TIMEOUT_S",
         cast=float,
@@ -158,6 +175,14 @@ def build(args: argparse.Namespace) -> RouterConfig:
     require(args.recovery_s >= 0, f"--recovery-s must be >= 0, got {args.recovery_s}")
     require(args.cold_start_points >= 1, f"--cold-start-points must be >= 1, got {args.cold_start_points}")
     require(args.open_penalty >= 0, f"--open-penalty must be >= 0, got {args.open_penalty}")
+    require(
+        math.isfinite(args.error_penalty) and args.error_penalty >= 0,
+        f"--error-penalty must be >= 0 (0: off), got {args.error_penalty}",
+    )
+    require(
+        math.isfinite(args.error_decay_s) and args.error_decay_s > 0,
+        f"--error-decay-s must be > 0, got {args.error_decay_s}",
+    )
     require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
     require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
     require(args.decision_log_max >= 1, f"--decision-log-max must be >= 1, got {args.decision_log_max}")
@@ -185,6 +210,8 @@ def build(args: argparse.Namespace) -> RouterConfig:
             cold_start_points=args.cold_start_points,
             horizon_s=args.horizon_s,
             open_penalty=args.open_penalty,
+            error_penalty=args.error_penalty,
+            error_decay_s=args.error_decay_s,
         ),
         predict_timeout_s=args.predict_timeout_s,
         max_streams=args.max_streams,

@@ -9,11 +9,17 @@ whenever the backend changes, so a decision builds nothing per candidate."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from services.common.errors import FailedPrecondition, InvalidInput
 from services.router.policy import Candidate, Choice, Settings, State, choose, round_robin
 
+# How far one outcome moves a failure score towards 1 (failed) or 0: four
+# failures in a row take a backend from 0 to 0.68.
+ERROR_STEP = 0.25
+# A score this low is dropped: the backend counts as not failing.
+FORGET_BELOW = 0.01
 NO_TELEMETRY_REASON = "no telemetry received yet for any backend: round robin over the candidates as given"
 
 
@@ -38,6 +44,9 @@ class Rotation:
         self._probes: dict[str, int] = {}
         self._half_open: set[str] = set()
         self._turn = 0
+        # Backends with recent failures: (failure score in [0, 1], when it
+        # was last updated). Only failing backends are kept.
+        self._failing: dict[str, tuple[float, float]] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -77,6 +86,7 @@ class Rotation:
             del self._by_id[gone]
             self._probes.pop(gone, None)
             self._half_open.discard(gone)
+            self._failing.pop(gone, None)
         self._everyone = None
         for c in candidates:
             self.put(c)
@@ -87,12 +97,45 @@ class Rotation:
             self._position = {c.backend_id: i for i, c in enumerate(self._everyone)}
         return self._everyone
 
-    def pick(self, names: Sequence[str], in_flight: Mapping[str, int] | None = None) -> tuple[Choice, Candidate | None]:
+    def note_outcome(self, backend_id: str, failed: bool, at: float) -> None:
+        """One request's outcome on a backend, at `at` (seconds, the clock
+        picks are given). Each outcome moves the backend's failure score a
+        quarter of the way to 1 (failed) or 0 (answered); without outcomes
+        the score fades with Settings.error_decay_s. A backend with no
+        failure on record is not tracked, so answers cost a lookup."""
+        entry = self._failing.get(backend_id)
+        if entry is None:
+            if not failed:
+                return
+            score = 0.0
+        else:
+            score = self._faded(entry, at)
+        score += ERROR_STEP * ((1.0 if failed else 0.0) - score)
+        if score < FORGET_BELOW:
+            self._failing.pop(backend_id, None)
+        else:
+            self._failing[backend_id] = (score, at)
+
+    def failure_score(self, backend_id: str, at: float) -> float:
+        entry = self._failing.get(backend_id)
+        return 0.0 if entry is None else self._faded(entry, at)
+
+    def _faded(self, entry: tuple[float, float], at: float) -> float:
+        score, since = entry
+        decay = self.settings.error_decay_s
+        if at <= since or decay <= 0:
+            return score
+        return score * math.exp(-(at - since) / decay)
+
+    def pick(
+        self, names: Sequence[str], in_flight: Mapping[str, int] | None = None, now: float = 0.0
+    ) -> tuple[Choice, Candidate | None]:
         """Chooses among the named backends, or among every known one when
         none are named; returns the choice and the chosen backend's
         candidate (None when nothing is known yet and the choice is plain
         round robin). With `in_flight` (requests outstanding per backend id;
-        missing ones count 0) the choice is least-loaded. InvalidInput names
+        missing ones count 0) the choice is least-loaded, and a backend's
+        recent failures (note_outcome, faded to `now`) count as load. InvalidInput names
         an empty, repeated or unknown candidate; FailedPrecondition when
         none is named and none is known."""
         by_id = self._by_id
@@ -120,13 +163,20 @@ class Rotation:
             return choice, by_id[choice.backend_id]
         # The candidates are ours and the caller holds the lock: set the
         # counts for this choice and clear them before anyone else looks.
+        failing = self._failing
+        penalty = self.settings.error_penalty
         try:
             for c in candidates:
                 c.in_flight = in_flight.get(c.backend_id, 0)
+                if failing and penalty:
+                    entry = failing.get(c.backend_id)
+                    if entry is not None:
+                        c.error_load = penalty * self._faded(entry, now)
             choice = choose(candidates, turn, self.settings)
         finally:
             for c in candidates:
                 c.in_flight = None
+                c.error_load = 0.0
         return choice, by_id[choice.backend_id]
 
     def _probe(self, primary: Candidate) -> None:

@@ -154,6 +154,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             for o in request.outcomes
         ]
         receipts = report_all(log, self._summaries, reports)
+        for report, receipt in zip(reports, receipts, strict=True):
+            # A request that ended (latency or failure), not a late quality
+            # score: failures count as load in least-loaded choices.
+            if receipt.recorded is not None and (report.failed or report.latency_ms is not None):
+                self._table.note_outcome(receipt.recorded.backend_id, report.failed)
         return router_pb2.ReportOutcomesResponse(
             receipts=[
                 router_pb2.OutcomeReceipt(
@@ -205,6 +210,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             feature_store_connected=table.feature_store_connected,
             cold_start_points=table.settings.cold_start_points,
             open_penalty=table.settings.open_penalty,
+            error_penalty=table.settings.error_penalty,
+            error_decay_s=table.settings.error_decay_s,
         )
         for e in entries:
             route = out.backends.add(

@@ -7,7 +7,8 @@ shadow runs, shown to it along with every update the table applies."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,8 +86,16 @@ class Decided:
 
 
 class RoutingTable:
-    def __init__(self, settings: Settings, log: DecisionLog | None = None, shadow: PolicyShadow | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: DecisionLog | None = None,
+        shadow: PolicyShadow | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
+        # Fades failure scores between outcomes (seconds; any origin).
+        self._clock = clock
         self.log = log
         self.shadow = shadow
         self.changes = ChangeFeed()
@@ -166,6 +175,12 @@ class RoutingTable:
         if changed:
             self.changes.publish([STATUS_KEY])
 
+    def note_outcome(self, backend_id: str, failed: bool) -> None:
+        """A request's outcome on a backend, as the caller reported it: recent
+        failures count as load in least-loaded choices."""
+        with self._lock:
+            self._rotation.note_outcome(backend_id, failed, self._clock())
+
     # --- readers ---
 
     def entries(self, backend_ids: Sequence[str] | None = None) -> list[Entry]:
@@ -180,7 +195,7 @@ class RoutingTable:
         InvalidInput names an empty, repeated or unknown candidate;
         FailedPrecondition when none are given and none is known."""
         with self._lock:
-            choice, chosen = self._rotation.pick(candidates, in_flight)
+            choice, chosen = self._rotation.pick(candidates, in_flight, self._clock() if in_flight else 0.0)
             decision_id = ""
             if chosen is None:
                 if self.log is not None:

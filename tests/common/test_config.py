@@ -40,3 +40,23 @@ def test_a_bad_variable_or_value_ends_the_process_naming_it(monkeypatch, capsys)
     with pytest.raises(SystemExit):
         load_router(["--hysteresis", "1.5"])
     assert "--hysteresis must be in [0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--error-penalty", "-1"], "--error-penalty must be >= 0 (0: off)"),
+        (["--error-penalty", "inf"], "--error-penalty must be >= 0 (0: off)"),
+        (["--error-decay-s", "0"], "--error-decay-s must be > 0"),
+    ],
+)
+def test_failure_weighting_is_checked(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        load_router(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_failure_weighting_reaches_the_policy(monkeypatch):
+    monkeypatch.setenv("ACE_ERROR_DECAY_S", "30")
+    policy = load_router(["--error-penalty", "0"]).policy
+    assert (policy.error_penalty, policy.error_decay_s) == (0, 30)

@@ -84,6 +84,12 @@ def rig() -> Iterator[Rig]:
         "4",
         "--open-penalty",
         "3",
+        "--error-penalty",
+        "6",
+        # Long enough that no failure score fades within a test: the client's
+        # and the router's clocks are not the same.
+        "--error-decay-s",
+        "3600",
     ]
     rig = Rig(store, args, start(load([*args, "--port", "0"])))
     yield rig
@@ -261,3 +267,27 @@ def test_picks_equal_the_rotations_over_many_turns(half_open):
                     assert client.pick(names) == reference.pick(names)[0]
         finally:
             server.stop(0)
+
+
+def test_reported_failures_weigh_alike_in_local_picks_and_in_decide(rig, channel):
+    rig.store.batches.put([vector("a", 100, 120), vector("c", 100, 150)])
+    stub = router_pb2_grpc.RouterStub(channel)
+    with RouterClient(channel) as client:
+        assert client.wait(knows("a", "c"), timeout_s=10)
+        assert (client.table.error_penalty, client.table.error_decay_s) == (6, 3600)
+        # Four failures of a: to the router through ReportOutcomes, to the client through report().
+        for _ in range(4):
+            decided = stub.Decide(router_pb2.DecideRequest(candidates=["a"]))
+            stub.ReportOutcomes(
+                router_pb2.ReportOutcomesRequest(
+                    outcomes=[router_pb2.Outcome(decision_id=decided.decision_id, failed=True)]
+                )
+            )
+            client.report("a", failed=True)
+        loads = [{"a": 0, "c": 3}, {"a": 0, "c": 5}]
+        picks = [client.pick(["a", "c"], in_flight=load) for load in loads]
+    decisions = [stub.Decide(router_pb2.DecideRequest(candidates=["a", "c"], in_flight=load)) for load in loads]
+    # a counts 6 x 0.68 = 4.1 more than its 0: c with 3 wins, c with 5 does not.
+    assert [p.backend_id for p in picks] == [d.backend_id for d in decisions] == ["c", "a"]
+    assert picks[0].reason == decisions[0].reason
+    assert decisions[0].reason.startswith("a has been failing: it counts 4.1 more requests in flight")

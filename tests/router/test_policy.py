@@ -150,3 +150,23 @@ class TestLeastLoaded:
     def test_without_counts_the_rotation_is_unchanged(self) -> None:
         cands = [warm("a", 100), warm("b", 100)]
         assert [choose(cands, turn, S).backend_id for turn in range(4)] == ["a", "b", "a", "b"]
+
+    def test_a_failing_backend_counts_its_error_load(self) -> None:
+        failing = self.loaded("a", 0)
+        failing.error_load = 3.0
+        moved = choose([failing, self.loaded("b", 2)], 0, S)
+        # a counts 0 + 3 against b's 2: b takes it, and the reason says why.
+        assert (moved.backend_id, moved.action) == ("b", Action.REROUTE)
+        assert moved.reason.startswith("a has been failing: it counts 3.0 more requests in flight")
+        assert moved.skipped == ()  # no breaker passed it over
+        # Once b is busier still, a takes requests again: failing is load, not exclusion.
+        assert choose([failing, self.loaded("b", 4)], 0, S).backend_id == "a"
+
+    def test_the_reason_is_fixed_when_the_choice_is_made(self) -> None:
+        failing = self.loaded("a", 0)
+        failing.error_load = 3.0
+        b = self.loaded("b", 1)
+        choice = choose([failing, b], 0, S)
+        # The rotation clears counts after each choice; the words, read later, still say what was true.
+        failing.error_load, failing.in_flight, b.in_flight = 0.0, None, None
+        assert choice.reason.startswith("a has been failing: it counts 3.0 more")

@@ -91,3 +91,52 @@ def test_in_flight_counts_make_the_choice_least_loaded_for_that_call_only():
     assert (choice.backend_id, choice.action, choice.skipped) == ("a", Action.REROUTE, ("c",))
     assert all(rotation.get(b).in_flight is None for b in "abc")  # type: ignore[union-attr]
     assert [rotation.pick(())[0].backend_id for _ in range(2)] == ["b", "a"]  # the rotation goes on
+
+
+def loaded_pick(rotation: Rotation, counts: dict[str, int], now: float) -> str:
+    return rotation.pick((), counts, now)[0].backend_id
+
+
+def test_failures_count_as_load_until_they_fade():
+    settings = Settings(error_penalty=4.0, error_decay_s=10.0)
+    rotation = Rotation(settings)
+    rotation.put(warm("a", 100))
+    rotation.put(warm("b", 100))
+    assert loaded_pick(rotation, {"a": 0, "b": 1}, now=0.0) == "a"
+    for _ in range(4):
+        rotation.note_outcome("a", failed=True, at=0.0)
+    # Four failures in a row: score 1 - 0.75^4 = 0.68, load 2.7 more than a has.
+    assert rotation.failure_score("a", 0.0) == pytest.approx(1 - 0.75**4)
+    assert loaded_pick(rotation, {"a": 0, "b": 2}, now=0.0) == "b"
+    # Ten seconds without outcomes fade it by e: 2.7 / e = 1.0 extra, fewer than b's 2 more.
+    assert loaded_pick(rotation, {"a": 0, "b": 2}, now=10.0) == "a"
+    # Answers pull it down too, and a score near zero is forgotten.
+    for _ in range(20):
+        rotation.note_outcome("a", failed=False, at=10.0)
+    assert rotation.failure_score("a", 10.0) == 0.0
+    # Successes on a backend with no failure on record change nothing.
+    rotation.note_outcome("b", failed=False, at=10.0)
+    assert rotation.failure_score("b", 10.0) == 0.0
+
+
+def a_failing(settings: Settings) -> Rotation:
+    """Backends a and b, and ten failures of a."""
+    rotation = Rotation(settings)
+    rotation.put(warm("a", 100))
+    rotation.put(warm("b", 100))
+    for _ in range(10):
+        rotation.note_outcome("a", failed=True, at=0.0)
+    return rotation
+
+
+def test_error_penalty_zero_turns_failures_off():
+    rotation = a_failing(Settings(error_penalty=0.0))
+    assert loaded_pick(rotation, {"a": 0, "b": 1}, now=0.0) == "a"
+    # What a choice set on the candidates is cleared after it.
+    a = rotation.get("a")
+    assert a is not None and a.error_load == 0.0 and a.in_flight is None
+
+
+def test_without_in_flight_counts_failures_leave_the_rotation_alone():
+    rotation = a_failing(Settings(error_penalty=4.0))
+    assert {rotation.pick(())[0].backend_id for _ in range(2)} == {"a", "b"}
