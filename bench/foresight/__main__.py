@@ -23,6 +23,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports"), help="where foresight.md and the plots go")
     p.add_argument("--workers", type=int, default=2, help="worker processes for the closed-loop cases")
     p.add_argument(
+        "--seeds",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        help="run these seeds instead of the reported ones, e.g. the settings seeds 104,105 (an ablation)",
+    )
+    p.add_argument("--classes", type=lambda v: tuple(v.split(",")), help="only these fault classes")
+    p.add_argument(
+        "--routers",
+        nargs="+",
+        help='only these routers; an ACE row may change settings: "ACE, in-flight given [error_penalty=0]"',
+    )
+    p.add_argument("--no-real", action="store_true", help="skip the real-telemetry replays")
+    p.add_argument(
         "--quick",
         action="store_true",
         help="tiny sizes (synthetic traffic, two fault classes, 15 min runs, one seed): checks the pipeline",
@@ -47,7 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(text: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f} s] {text}", flush=True)
 
+    names: tuple[str, ...] = runner.ROUTERS
+    if args.seeds:
+        if set(args.seeds) & set(REPORTED_SEEDS):
+            raise SystemExit(f"--seeds: {REPORTED_SEEDS} are the reported seeds, used for nothing else")
+        reported = args.seeds
+    if args.routers:
+        names = tuple(args.routers)
+    # The model always learns every class, as the reported run's does.
     train_cases = [runner.Case(s, f, seed) for seed in tuning for s in sources for f in fault_classes]
+    if args.classes:
+        fault_classes = args.classes
     say(f"round-robin histories of {len(train_cases)} tuning cases (seeds {', '.join(map(str, tuning))})")
     points = model.history_points(runner.histories(train_cases, cfg, args.workers))
     say(f"training ACE (horizon {cfg.horizon_s:.0f} s) on {len(points):,} telemetry points")
@@ -56,11 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"ACE model: held-out MAE {m.mae_ms:.0f} ms (persistence {m.persistence_mae_ms:.0f}), R² {m.r2:.2f}")
 
     cases = [runner.Case(s, f, seed) for f in fault_classes for s in sources for seed in reported]
-    say(f"{len(cases)} cases x {len(runner.ROUTERS)} routers on {args.workers} workers")
+    say(f"{len(cases)} cases x {len(names)} routers on {args.workers} workers")
 
     def progress(done: int, total: int, result: runner.CaseResult) -> None:
         c = result.case
-        ace_over = result.users[runner.ACE].over_share
+        ace_over = next((u.over_share for n, u in result.users.items() if n.startswith("ACE")), float("nan"))
         say(
             f"case {done}/{total}: {c.source} {c.fault} seed {c.seed} ({result.wall_s:.1f} s; ACE over SLO {ace_over:.2%})"
         )
@@ -70,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner.run_all(
             cases,
             cfg,
-            runner.ROUTERS,
+            names,
             ace.trained,
             args.workers,
             keep_timeline=lambda c: c.source == "synthetic" and c.seed == first_seed,
@@ -78,13 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     nezha = nab = None
-    say("Nezha: training on the tuning day, replaying the reported day")
-    nezha, nezha_model = realtel.nezha()
-    say("NAB: replaying ec2_request_latency_system_failure")
-    nab = realtel.nab(nezha_model)
+    if not args.no_real:
+        say("Nezha: training on the tuning day, replaying the reported day")
+        nezha, nezha_model = realtel.nezha()
+        say("NAB: replaying ec2_request_latency_system_failure")
+        nab = realtel.nab(nezha_model)
     inputs = report.Inputs(
         cfg=cfg,
-        names=runner.ROUTERS,
+        names=names,
         results=sorted(results, key=lambda r: (r.case.fault, r.case.source, r.case.seed)),
         tuning_seeds=tuning,
         settings_seeds=SETTINGS_SEEDS,
@@ -96,12 +119,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         nezha=nezha,
         nab=nab,
         wall_s=time.perf_counter() - started,
-        command="make bench-foresight" if not args.quick else "python -m bench.foresight --quick",
+        command=command(argv),
     )
     path = report.write(inputs, args.out)
     say(f"wrote {path}")
     print(report.headline(inputs))
+    print(report.by_class(inputs))
     return 0
+
+
+def command(argv: Sequence[str] | None) -> str:
+    """How the report was made, for its first line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--out", "reports"], []):
+        return "make bench-foresight"
+    return "python -m bench.foresight " + " ".join(f'"{a}"' if " " in a else a for a in args)
 
 
 if __name__ == "__main__":

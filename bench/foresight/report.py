@@ -430,16 +430,13 @@ def render(inp: Inputs, plots: list[tuple[str, str]]) -> str:
         "",
         "## Where ACE stands against the placement targets",
         "",
-        f"{runner.ACE}:",
-        "",
-        targets_table(inp, runner.ACE),
-        "",
-        f"{runner.ACE_IN_FLIGHT}:",
-        "",
-        targets_table(inp, runner.ACE_IN_FLIGHT),
-        "",
-        findings(inp),
-        "",
+    ]
+    if "least outstanding" in inp.names and real_peers(inp):
+        for name in (runner.ACE, runner.ACE_IN_FLIGHT):
+            if name in inp.names:
+                parts += [f"{name}:", "", targets_table(inp, name), ""]
+        parts += [findings(inp), ""]
+    parts += [
         "## Per fault class (modelled latency)",
         "",
     ]

@@ -301,7 +301,9 @@ class AceRouter:
         self.index = {backend_id: b for b, backend_id in enumerate(self.ids)}
         self.in_flight = dict.fromkeys(self.ids, 0)
         self.windows = [Window(limits or WindowLimits()) for _ in range(n)]
-        self.table = RoutingTable(settings)
+        # Event time, for the table's clock: failure scores fade in it.
+        self.now = 0.0
+        self.table = RoutingTable(settings, clock=lambda: self.now)
         self.states = [State.CLOSED.value] * n
         self.trail: Trail | None = Trail()
 
@@ -346,6 +348,7 @@ class AceRouter:
 
     def pick(self, t: float) -> int:
         if self.load_aware:
+            self.now = t
             backend_id = self.table.decide(self.ids, self.in_flight).choice.backend_id
             self.in_flight[backend_id] += 1
         else:
@@ -354,4 +357,9 @@ class AceRouter:
 
     def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
         if self.load_aware:
-            self.in_flight[self.ids[backend]] -= 1
+            # The proxy that counts its requests in flight also reports how
+            # each ended (ReportOutcomes).
+            backend_id = self.ids[backend]
+            self.in_flight[backend_id] -= 1
+            self.now = t
+            self.table.note_outcome(backend_id, failed)

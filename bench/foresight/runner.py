@@ -5,10 +5,12 @@ once through the predictor's validation."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -127,15 +129,33 @@ def make_router(name: str, cfg: Config, seed: int, models: Models | None) -> sim
         return oracles.OracleSed(n, seed, pool.mean_service_ms)
     if name == CENTRAL_QUEUE:
         return oracles.CentralQueue(n, seed, pool.mean_service_ms)
-    if name == REACTIVE:
-        return routers.AceRouter(name, n, cfg.settings, None)
+    base, settings = variant(name, cfg.settings)
+    if base == REACTIVE:
+        return routers.AceRouter(name, n, settings, None)
     if models is None:
         raise ValueError(f"{name} needs the trained model")
-    if name == ACE:
-        return routers.AceRouter(name, n, cfg.settings, models.ace)
-    if name == ACE_IN_FLIGHT:
-        return routers.AceRouter(name, n, cfg.settings, models.ace, load_aware=True)
+    if base == ACE:
+        return routers.AceRouter(name, n, settings, models.ace)
+    if base == ACE_IN_FLIGHT:
+        return routers.AceRouter(name, n, settings, models.ace, load_aware=True)
     raise ValueError(f"unknown router {name!r}")
+
+
+def variant(name: str, settings: Settings) -> tuple[str, Settings]:
+    """An ACE row with some settings changed, for ablations and tuning on
+    the settings seeds: "ACE, in-flight given [error_penalty=0,
+    open_penalty=4]" is that row with those two policy.Settings fields."""
+    if not name.endswith("]") or " [" not in name:
+        return name, settings
+    base, _, spec = name[:-1].partition(" [")
+    changes: dict[str, Any] = {}
+    for pair in spec.split(","):
+        key, _, value = pair.strip().partition("=")
+        if key not in Settings.__dataclass_fields__:
+            raise ValueError(f"{name}: Settings has no field {key!r}")
+        kind = type(getattr(settings, key))
+        changes[key] = kind(value)
+    return base, dataclasses.replace(settings, **changes)
 
 
 def run_case(

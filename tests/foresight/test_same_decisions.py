@@ -2,7 +2,13 @@
 the benchmark's AceRouter and, as feature vectors through a feature store's
 watch, to a real router server on port 0; every request the benchmark
 places is also asked of the server's Decide, and the two must name the same
-backend, turn after turn, while breakers open, half-open and close."""
+backend, turn after turn, while breakers open, half-open and close, and
+(with in-flight counts) while one backend's reported outcomes fail.
+
+Failure scores fade with each side's own clock (event time in the
+benchmark, the server's monotonic clock), so both run with a decay too
+long to fade within the test: what is compared is the rule, not two
+clocks."""
 
 from __future__ import annotations
 
@@ -28,6 +34,9 @@ from tests.fakes import FakeFeatureStore, FakePredictor, serve
 BACKENDS = 4
 TICKS = 40
 PICKS_PER_TICK = 12
+SETTINGS = Settings(error_decay_s=1e9)
+# Backend 0 answers errors from tick 20 to 25.
+FAILING = "backend-0"
 
 
 def forecast(backend_id: str, latency_ms: float) -> float:
@@ -55,7 +64,7 @@ class Rig:
             lambda s: predictor_pb2_grpc.add_PredictorServicer_to_server(FakePredictor(forecast), s)
         )
         deps = ["--feature-store-addr", f"127.0.0.1:{fs_port}", "--predictor-addr", f"127.0.0.1:{pr_port}"]
-        cfg = load(["--host", "127.0.0.1", "--port", "0", *deps])
+        cfg = load(["--host", "127.0.0.1", "--port", "0", "--error-decay-s", str(SETTINGS.error_decay_s), *deps])
         self.running = start(cfg)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.running.port}")
         self.stub = router_pb2_grpc.RouterStub(self.channel)
@@ -93,7 +102,7 @@ def rig() -> Iterator[Rig]:
 
 
 def bench_router(load_aware: bool) -> AceRouter:
-    router = AceRouter("ACE", BACKENDS, Settings(), None, load_aware=load_aware)
+    router = AceRouter("ACE", BACKENDS, SETTINGS, None, load_aware=load_aware)
 
     class Model:
         def score(self, rows: list[tuple[str, list[float]]]) -> np.ndarray:
@@ -109,6 +118,8 @@ def bench_router(load_aware: bool) -> AceRouter:
 def test_the_benchmark_and_the_router_decide_alike(rig: Rig, load_aware: bool) -> None:
     router = bench_router(load_aware)
     rng = random.Random(7)
+    outstanding: dict[str, list[str]] = {backend_id: [] for backend_id in router.ids}
+    reasons: list[str] = []
     states_seen: set[str] = set()
     compared = 0
     for k in range(1, TICKS + 1):
@@ -144,10 +155,23 @@ def test_the_benchmark_and_the_router_decide_alike(rig: Rig, load_aware: bool) -
             )
             assert router.ids[router.pick(10.0 * k)] == answer.backend_id, f"tick {k}: {answer.reason}"
             compared += 1
-            # Some requests finish between picks, so in-flight counts move.
-            for b in range(BACKENDS):
-                if load_aware and router.in_flight[router.ids[b]] and rng.random() < 0.4:
-                    router.done(b, 10.0 * k, 50.0, False, 50.0, 0)
+            reasons.append(answer.reason)
+            if not load_aware:
+                continue
+            outstanding[answer.backend_id].append(answer.decision_id)
+            # Some requests finish between picks, so in-flight counts move;
+            # each outcome goes to both, failed on the failing backend.
+            for b, backend_id in enumerate(router.ids):
+                if outstanding[backend_id] and rng.random() < 0.4:
+                    failed = backend_id == FAILING and 20 <= k < 26
+                    router.done(b, 10.0 * k, 50.0, failed, 50.0, 0)
+                    decision_id = outstanding[backend_id].pop(0)
+                    outcome = router_pb2.Outcome(decision_id=decision_id, latency_ms=50.0, failed=failed)
+                    receipt = rig.stub.ReportOutcomes(router_pb2.ReportOutcomesRequest(outcomes=[outcome]))
+                    assert receipt.receipts[0].status == router_pb2.ACCEPTED
     assert compared == TICKS * PICKS_PER_TICK
     # The comparison covered every breaker state, not only closed ones.
     assert states_seen == {"CLOSED", "OPEN", "HALF_OPEN"}
+    if load_aware:
+        # The failures moved decisions, and the answers said why.
+        assert any(r.startswith(f"{FAILING} has been failing") for r in reasons)
