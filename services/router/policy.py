@@ -273,7 +273,9 @@ def _least_loaded(candidates: Sequence[Candidate], turn: int, settings: Settings
             f"{chosen.backend_id} ({chosen.in_flight or 0}): sent there despite its {chosen.state.value} breaker "
             f"({_risk_word(chosen)} {_ms(chosen.risk_ms)})"
         )
-        return Choice(chosen.backend_id, Action.LAST_RESORT, reason, _fallbacks(candidates, chosen))
+        return Choice(
+            chosen.backend_id, Action.LAST_RESORT, reason, _ranked([c for c in candidates if c is not chosen])
+        )
     if chosen is not primary:
         skipped = [
             c.backend_id for c in candidates if not _eligible(c) and (c.in_flight or 0) <= (chosen.in_flight or 0)
@@ -281,8 +283,8 @@ def _least_loaded(candidates: Sequence[Candidate], turn: int, settings: Settings
     return _explain(candidates, primary, chosen, skipped, settings)
 
 
-def _fallbacks(candidates: Sequence[Candidate], chosen: Candidate) -> tuple[str, ...]:
-    rest = [c for c in candidates if c is not chosen]
+def _ranked(rest: list[Candidate]) -> tuple[str, ...]:
+    """The fallbacks' ids, best first (sorts `rest` in place)."""
     rest.sort(key=_fallback_rank)
     return tuple([c.backend_id for c in rest])
 
@@ -313,9 +315,7 @@ def _explain(
     failing = primary.error_load if _eligible(primary) else 0.0
 
     def word() -> tuple[str, tuple[str, ...]]:
-        others.sort(key=_fallback_rank)
-        reason = _reason(action, primary, picked, in_flight, failing, settings)
-        return reason, tuple([c.backend_id for c in others])
+        return _reason(action, primary, picked, in_flight, failing, settings), _ranked(others)
 
     return Choice(chosen.backend_id, action, skipped=skipped_before, word=word)
 

@@ -135,9 +135,9 @@ class Rotation:
         candidate (None when nothing is known yet and the choice is plain
         round robin). With `in_flight` (requests outstanding per backend id;
         missing ones count 0) the choice is least-loaded, and a backend's
-        recent failures (note_outcome, faded to `now`) count as load. InvalidInput names
-        an empty, repeated or unknown candidate; FailedPrecondition when
-        none is named and none is known."""
+        recent failures (note_outcome, faded to `now`) count as load.
+        InvalidInput names an empty, repeated or unknown candidate;
+        FailedPrecondition when none is named and none is known."""
         by_id = self._by_id
         candidates: list[Candidate] | None = None
         if names and by_id:
@@ -163,12 +163,13 @@ class Rotation:
             return choice, by_id[choice.backend_id]
         # The candidates are ours and the caller holds the lock: set the
         # counts for this choice and clear them before anyone else looks.
-        failing = self._failing
         penalty = self.settings.error_penalty
+        # Looked up only when some backend is failing and failures count.
+        failing = self._failing if penalty else None
         try:
             for c in candidates:
                 c.in_flight = in_flight.get(c.backend_id, 0)
-                if failing and penalty:
+                if failing:
                     entry = failing.get(c.backend_id)
                     if entry is not None:
                         c.error_load = penalty * self._faded(entry, now)
