@@ -26,6 +26,7 @@ from pathlib import Path
 from services.common.outcome_summary import Summary
 from services.common.telemetry import BACKEND_ID, MAX_MAGNITUDE, MAX_OBSERVED_AT
 from services.feature_store.history import Codec, Retention, SegmentLog
+from services.feature_store.store import Rejection
 
 MAX_BUCKET_S = 3600.0
 MAX_BATCH_IDS = 10_000
@@ -105,12 +106,6 @@ def decode(raw: bytes) -> tuple[list[Summary], int]:
 
 
 CODEC: Codec[Summary] = Codec(encode, decode)
-
-
-@dataclass(frozen=True)
-class Rejection:
-    index: int
-    reason: str
 
 
 @dataclass(frozen=True)

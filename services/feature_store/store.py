@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +16,7 @@ from services.common import features
 from services.common.changes import ChangeFeed, Subscription
 from services.common.errors import NotFound
 from services.common.telemetry import Point, problem
+from services.common.timeutil import iso
 from services.common.window import Window, WindowLimits
 from services.feature_store.history import History
 
@@ -50,10 +50,6 @@ class _Backend:
     def __init__(self, limits: WindowLimits) -> None:
         self.window = Window(limits)
         self.vector: BackendVector | None = None  # None until asked for after a change
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 class Store:
@@ -142,8 +138,8 @@ class Store:
         newest = window.newest_time
         assert newest is not None  # only a non-empty window rejects a point as too old
         return (
-            f"observed_at: older than the window ({_iso(point.observed_at)} is more than "
-            f"{self.limits.span_s:g} s before the newest point of {point.backend_id}, {_iso(newest)})"
+            f"observed_at: older than the window ({iso(point.observed_at)} is more than "
+            f"{self.limits.span_s:g} s before the newest point of {point.backend_id}, {iso(newest)})"
         )
 
     def vectors(self, backend_ids: Sequence[str] = ()) -> list[BackendVector]:

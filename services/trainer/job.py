@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -19,6 +18,7 @@ import structlog
 from services.common import synthetic
 from services.common.errors import AceError, FailedPrecondition, InvalidInput
 from services.common.telemetry import Point, read_csv
+from services.common.timeutil import iso
 from services.common.window import WindowLimits
 from services.trainer import dataset, train
 from services.trainer.train import TrainedModel, TrainParams
@@ -317,7 +317,7 @@ class Trainer:
         yield Progress(
             "fit",
             f"{params.n_estimators} trees of depth <= {params.max_depth} on {len(fitted.split.train)} rows in "
-            f"{fitted.fit_s:.1f} s; {len(fitted.split.test)} held-out rows from {_iso(fitted.split.cut)}",
+            f"{fitted.fit_s:.1f} s; {len(fitted.split.test)} held-out rows from {iso(fitted.split.cut)}",
         )
 
         onnx_bytes = train.export(fitted)
@@ -372,7 +372,3 @@ def describe(source: Source) -> str:
         f"synthetic seed {source.seed}, {source.backends} backends, {source.duration_s:g} s every "
         f"{source.interval_s:g} s"
     )
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

@@ -3,7 +3,6 @@ streams. Real servers on port 0."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
@@ -32,15 +31,9 @@ from services.router import server as rt_server
 from services.trainer import server as tr_server
 from services.trainer.config import TrainerConfig
 from tests.fakes import ADMIN
+from tests.ports import free_port
 
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def point(backend_id: str, t: float = 1000.0) -> telemetry_pb2.TelemetryPoint:

@@ -4,7 +4,6 @@ launch test, tests/deploy)."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from services.feature_store import server as fs_server
@@ -12,13 +11,8 @@ from services.feature_store.config import FeatureStoreConfig
 from services.trainer import server as tr_server
 from services.trainer.config import TrainerConfig
 from tests.fakes import OPEN_ADMIN
+from tests.ports import free_port
 from tools import train_job
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(*argv: str) -> tuple[int, list[str]]:
@@ -27,7 +21,7 @@ def run(*argv: str) -> tuple[int, list[str]]:
 
 
 def test_an_unreachable_trainer_fails_the_job():
-    code, lines = run("--trainer-addr", f"127.0.0.1:{_free_port()}", "--timeout-s", "5")
+    code, lines = run("--trainer-addr", f"127.0.0.1:{free_port()}", "--timeout-s", "5")
     assert code == 1
     assert lines[-1].startswith("training failed: UNAVAILABLE")
 
@@ -51,7 +45,7 @@ def test_a_feature_store_without_history_fails_the_job():
 
 def test_a_version_no_predictor_took_fails_the_job(tmp_path: Path):
     trainer = tr_server.start(
-        TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN, predictor_addr=f"127.0.0.1:{_free_port()}")
+        TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN, predictor_addr=f"127.0.0.1:{free_port()}")
     )
     try:
         code, lines = run("--trainer-addr", f"127.0.0.1:{trainer.port}", "--synthetic-seed", "3")

@@ -4,7 +4,6 @@ the trainer, each on port 0."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +31,9 @@ from services.predictor.config import PredictorConfig
 from services.trainer import server as tr_server
 from services.trainer.config import TrainerConfig
 from tests.fakes import ADMIN, ADMIN_CALL
+from tests.ports import free_port
 
 HISTORY = synthetic.random_history(5, 3, 2 * 3600.0)  # 3 backends, 2 h every 10 s: 2160 points
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def addr(running: RunningServer) -> str:
@@ -125,7 +119,7 @@ def test_a_duration_reads_the_newest_span_only(setup: Setup):
 
 
 def test_a_replica_that_is_down_is_reported_and_the_others_still_get_the_version(setup: Setup):
-    up, down = addr(setup.predictors[0]), f"127.0.0.1:{_free_port()}"
+    up, down = addr(setup.predictors[0]), f"127.0.0.1:{free_port()}"
     result = train(trainer_config(setup, f"{up},{down}"), trainer_pb2.FeatureStoreSource())[-1].result
     assert not result.published
     assert [(r.address, r.published) for r in result.replicas] == [(up, True), (down, False)]
@@ -146,7 +140,7 @@ def test_a_feature_store_without_history_is_a_failed_precondition(tmp_path: Path
 
 
 def test_an_unreachable_feature_store_is_unavailable():
-    config = TrainerConfig(host="127.0.0.1", port=0, admin=ADMIN, feature_store_addr=f"127.0.0.1:{_free_port()}")
+    config = TrainerConfig(host="127.0.0.1", port=0, admin=ADMIN, feature_store_addr=f"127.0.0.1:{free_port()}")
     with pytest.raises(grpc.RpcError) as err:
         train(config, trainer_pb2.FeatureStoreSource())
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 
 import grpc
 import pytest
@@ -11,6 +10,7 @@ from services.trainer import publish
 from services.trainer.job import PublishOutcome
 from services.trainer.train import TrainedModel
 from tests.fakes import ADMIN_CALL
+from tests.ports import free_port
 
 
 def test_requests_send_the_metadata_then_chunks_of_at_most_chunk_size(default_model: TrainedModel):
@@ -66,10 +66,7 @@ def test_a_refused_model_is_an_outcome_not_an_exception(fake_predictor, default_
 
 
 def test_an_unreachable_predictor_is_an_outcome(default_model: TrainedModel):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with grpc.insecure_channel(f"127.0.0.1:{free_port()}") as channel:
         outcome = publish.publish(channel, publish.metadata_of(default_model), default_model.onnx_bytes, timeout_s=10)
     assert not outcome.published
     assert outcome.error.startswith("UNAVAILABLE")

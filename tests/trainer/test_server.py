@@ -4,7 +4,6 @@ with a fake predictor behind it."""
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -22,14 +21,9 @@ from services.trainer import job
 from services.trainer.config import TrainerConfig
 from services.trainer.server import start
 from tests.fakes import OPEN_ADMIN
+from tests.ports import free_port
 
 SMALL = trainer_pb2.SyntheticSource(seed=3, backends=3, duration_s=5400.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Trainer:
@@ -113,7 +107,7 @@ def test_status_after_a_run(trainer):
 
 
 def test_unreachable_predictor_gives_an_unpublished_result(fake_predictor):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     t = _Trainer(start(TrainerConfig(host="127.0.0.1", port=0, admin=OPEN_ADMIN, predictor_addr=address)))
     try:
         request = trainer_pb2.TrainRequest(synthetic=SMALL, publish=True, n_estimators=5)
