@@ -17,13 +17,13 @@ from ace.v1 import (
     telemetry_pb2,
 )
 from services.common.admin import AdminAuth
-from services.common.features import FEATURE_NAMES, N_FEATURES, SCHEMA_VERSION
+from services.common.features import FEATURE_NAMES, LATENCY_INDEX, N_FEATURES, SCHEMA_VERSION
 from services.common.timeutil import to_timestamp
 
 
 def vector(backend_id: str, t: float, latency_ms: float, points: int = 30) -> telemetry_pb2.FeatureVector:
     values = [0.0] * N_FEATURES
-    values[FEATURE_NAMES.index("latency_ms")] = latency_ms
+    values[LATENCY_INDEX] = latency_ms
     return telemetry_pb2.FeatureVector(
         backend_id=backend_id,
         schema_version=SCHEMA_VERSION,
@@ -65,7 +65,7 @@ class FakePredictor(predictor_pb2_grpc.PredictorServicer):
     def Predict(self, request, context) -> predictor_pb2.PredictResponse:
         if self.down:
             context.abort(grpc.StatusCode.UNAVAILABLE, "predictor down for the test")
-        index = FEATURE_NAMES.index("latency_ms")
+        index = LATENCY_INDEX
         if request.HasField("matrix"):
             m = request.matrix
             k = len(m.values) // max(len(m.backend_ids), 1)

@@ -7,6 +7,7 @@ the schema they were trained on and the predictor refuses any other.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "latency_per_load_ms",  # slope of latency against load over the window: how close to the knee
 )
 N_FEATURES = len(FEATURE_NAMES)
+# The newest latency: what the router's breakers fall back on without a
+# forecast, and what the learning loop's labels are made of.
+LATENCY_INDEX = FEATURE_NAMES.index("latency_ms")
+
+
+def latency_index(names: Sequence[str] = ()) -> int | None:
+    """Where the newest latency sits in vectors of these features (the names
+    a WatchFeatures message carries); this schema's place when the message
+    names none, None when its names hold no latency."""
+    if not names:
+        return LATENCY_INDEX
+    return list(names).index("latency_ms") if "latency_ms" in names else None
 
 
 def _slope(cov: float, var: float) -> float:

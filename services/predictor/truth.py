@@ -18,7 +18,7 @@ import grpc
 import structlog
 
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc
-from services.common.features import FEATURE_NAMES
+from services.common.features import latency_index
 from services.common.timeutil import set_timestamp, to_seconds
 from services.predictor.loop import Loop
 
@@ -97,8 +97,9 @@ class TruthFeed:
         if self._stop.is_set():
             call.cancel()
         for message in call:
-            names = list(message.feature_names) or list(FEATURE_NAMES)
-            i = names.index("latency_ms")
+            i = latency_index(message.feature_names)
+            if i is None:
+                continue
             self._loop.observe(
                 [(v.backend_id, to_seconds(v.as_of), v.values[i]) for v in message.vectors if len(v.values) > i]
             )

@@ -15,14 +15,15 @@ import numpy as np
 import structlog
 
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc, predictor_pb2, predictor_pb2_grpc, telemetry_pb2
-from services.common.features import FEATURE_NAMES
+from services.common import features
 from services.common.timeutil import to_seconds
 from services.router.dependency import CallBreaker
 from services.router.table import ModelFacts, RoutingTable, Update
 
 _log = structlog.get_logger("router.sync")
 
-LATENCY_INDEX = FEATURE_NAMES.index("latency_ms")
+# The foresight benchmark reads observed latency where this loop does.
+LATENCY_INDEX = features.LATENCY_INDEX
 
 
 def predict_request(vectors: Sequence[telemetry_pb2.FeatureVector]) -> predictor_pb2.PredictRequest:
@@ -91,7 +92,7 @@ class TableSync:
                 for response in call:
                     self._table.set_status(feature_store_connected=True)
                     backoff = 0.05
-                    self.apply(response.vectors)
+                    self.apply(response.vectors, response.feature_names)
             except grpc.RpcError as exc:
                 if not self._stop.is_set():
                     _log.debug("watch_broken", code=str(exc.code()))
@@ -99,10 +100,12 @@ class TableSync:
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self._max_backoff_s)
 
-    def apply(self, vectors: Sequence[telemetry_pb2.FeatureVector]) -> None:
-        """Forecasts the warm vectors and applies everything to the table."""
+    def apply(self, vectors: Sequence[telemetry_pb2.FeatureVector], feature_names: Sequence[str] = ()) -> None:
+        """Forecasts the warm vectors and applies everything to the table;
+        `feature_names` are the message's, when it names them."""
         if not vectors:
             return
+        at = features.latency_index(feature_names)
         cold_below = self._table.settings.cold_start_points
         warm = [v for v in vectors if v.points_in_window >= cold_below]
         forecasts = self._forecast(warm) if warm else {}
@@ -111,7 +114,7 @@ class TableSync:
                 backend_id=v.backend_id,
                 as_of=to_seconds(v.as_of),
                 points=v.points_in_window,
-                observed_ms=v.values[LATENCY_INDEX] if len(v.values) > LATENCY_INDEX else 0.0,
+                observed_ms=v.values[at] if at is not None and len(v.values) > at else 0.0,
                 predicted_ms=forecasts.get(v.backend_id),
                 features=np.asarray(v.values, dtype=np.float64),
             )

@@ -67,7 +67,7 @@ def build(points: Iterable[Point], horizon_s: float, limits: WindowLimits) -> Da
         y=y[order],
         times=times[order],
         backend_ids=backend_ids[order],
-        current_latency_ms=X[order, features.FEATURE_NAMES.index("latency_ms")],
+        current_latency_ms=X[order, features.LATENCY_INDEX],
         horizon_s=horizon_s,
         unlabelled=unlabelled,
     )

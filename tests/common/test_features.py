@@ -47,3 +47,9 @@ def test_vector_is_finite_and_in_schema_order():
 def test_empty_window_is_an_error():
     with pytest.raises(ValueError):
         compute(Window(WindowLimits()))
+
+
+def test_the_newest_latency_is_found_by_the_names_a_message_carries():
+    assert features.latency_index() == features.FEATURE_NAMES.index("latency_ms")
+    assert features.latency_index(("latency_ms", "load")) == 0
+    assert features.latency_index(("load", "error_rate")) is None

@@ -93,3 +93,15 @@ def test_an_answer_without_one_forecast_per_row_counts_as_no_forecast(channel_to
     entries = table.entries()
     assert [(e.predicted_ms, e.basis) for e in entries] == [(None, Basis.OBSERVED_LATENCY)] * 2
     assert not table.predictor_available
+
+
+def test_observed_latency_is_read_where_the_messages_names_put_it(channel_to) -> None:
+    table = RoutingTable(Settings())
+    predictor = FakePredictor(lambda b, latency: latency)
+    predictor.down = True
+    sync = TableSync(table, channel_to(predictor), channel_to(predictor))
+    reordered = vector("a", 5, 0)
+    reordered.values[:2] = [240.0, 5.0]  # latency first, as the names below say
+    sync.apply([reordered], ("latency_ms", "load"))
+    (entry,) = table.entries()
+    assert (entry.observed_ms, entry.basis) == (240.0, Basis.OBSERVED_LATENCY)
