@@ -67,6 +67,9 @@ class Settings:
     def close_below_ms(self) -> float:
         return self.threshold_ms * (1.0 - self.hysteresis)
 
+    def cold(self, points: int) -> bool:
+        return points < self.cold_start_points
+
 
 @dataclass
 class Breaker:
@@ -113,6 +116,27 @@ class Candidate:
     # Requests its recent failures count for in a least-loaded choice
     # (Settings.error_penalty x its failure score); set per choice.
     error_load: float = 0.0
+
+
+def observe(
+    breaker: Breaker,
+    backend_id: str,
+    points: int,
+    predicted_ms: float | None,
+    observed_ms: float,
+    at: float,
+    settings: Settings,
+) -> Candidate:
+    """One update of a backend under `settings`: drives its breaker and
+    returns what decisions read of it. A cold backend's breaker is left
+    alone; a warm one runs on the forecast, or on the observed latency when
+    there is none (the predictor is down or has no model)."""
+    if settings.cold(points):
+        return Candidate(backend_id, breaker.state, True, points, None, Basis.COLD_START)
+    basis = Basis.OBSERVED_LATENCY if predicted_ms is None else Basis.FORECAST
+    risk_ms = observed_ms if predicted_ms is None else predicted_ms
+    breaker.observe(risk_ms, at, settings)
+    return Candidate(backend_id, breaker.state, False, points, risk_ms, basis)
 
 
 class Choice:

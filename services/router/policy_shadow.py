@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from services.router.policy import Basis, Breaker, Candidate, Choice, Settings, State
+from services.router.policy import Breaker, Choice, Settings, State, observe
 from services.router.rotation import Rotation
 
 
@@ -61,27 +61,16 @@ class PolicyShadow:
         self.decisions = 0
         self.differing = 0
 
-    def observe(self, backend_id: str, as_of: float, points: int, risk_ms: float | None, basis: Basis) -> None:
-        """The same update the live table applies (RoutingTable.apply): a
-        cold backend's breaker is left alone, a warm one is driven by the
-        risk figure under the alternative settings."""
+    def observe(
+        self, backend_id: str, as_of: float, points: int, predicted_ms: float | None, observed_ms: float
+    ) -> None:
+        """The same update the live table applies (RoutingTable.apply),
+        under the alternative settings."""
         with self._lock:
             breaker = self._breakers.get(backend_id)
             if breaker is None:
                 breaker = self._breakers[backend_id] = Breaker(since=as_of)
-            cold = points < self.settings.cold_start_points
-            if not cold and risk_ms is not None:
-                breaker.observe(risk_ms, as_of, self.settings)
-            self._rotation.put(
-                Candidate(
-                    backend_id=backend_id,
-                    state=breaker.state,
-                    cold=cold,
-                    points=points,
-                    risk_ms=None if cold else risk_ms,
-                    basis=Basis.COLD_START if cold else basis,
-                )
-            )
+            self._rotation.put(observe(breaker, backend_id, points, predicted_ms, observed_ms, as_of, self.settings))
 
     def state(self, backend_id: str) -> State | None:
         with self._lock:

@@ -220,7 +220,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 predicted_latency_ms=e.predicted_ms or 0.0,
                 observed_latency_ms=e.observed_ms,
                 points_in_window=e.points,
-                cold=e.points < table.settings.cold_start_points,
+                cold=e.basis is Basis.COLD_START,
                 basis=BASIS[e.basis],
             )
             risk_ms = e.risk_ms

@@ -106,8 +106,8 @@ class TableSync:
         if not vectors:
             return
         at = features.latency_index(feature_names)
-        cold_below = self._table.settings.cold_start_points
-        warm = [v for v in vectors if v.points_in_window >= cold_below]
+        settings = self._table.settings
+        warm = [v for v in vectors if not settings.cold(v.points_in_window)]
         forecasts = self._forecast(warm) if warm else {}
         updates = [
             Update(

@@ -17,7 +17,7 @@ import structlog
 
 from services.common.changes import ChangeFeed
 from services.router.outcomes import DecisionLog
-from services.router.policy import Basis, Breaker, Candidate, Choice, Settings, State
+from services.router.policy import Basis, Breaker, Choice, Settings, State, observe
 from services.router.policy_shadow import PolicyShadow
 from services.router.rotation import Rotation
 
@@ -49,14 +49,8 @@ class Entry:
     predicted_ms: float | None = None
     basis: Basis = Basis.COLD_START
     features: npt.NDArray[np.float64] | None = None
-
-    @property
-    def risk_ms(self) -> float | None:
-        if self.basis is Basis.FORECAST:
-            return self.predicted_ms
-        if self.basis is Basis.OBSERVED_LATENCY:
-            return self.observed_ms
-        return None
+    # The figure the breaker runs on (policy.observe); None while cold.
+    risk_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,32 +118,26 @@ class RoutingTable:
                 entry.as_of, entry.points, entry.observed_ms = u.as_of, u.points, u.observed_ms
                 entry.predicted_ms, entry.features = u.predicted_ms, u.features
                 self.as_of = max(self.as_of, u.as_of)
-                if u.points < self.settings.cold_start_points:
-                    entry.basis = Basis.COLD_START
-                else:
-                    entry.basis = Basis.FORECAST if u.predicted_ms is not None else Basis.OBSERVED_LATENCY
-                    self._drive(entry)
-                self._rotation.put(self._candidate(entry))
+                old = entry.breaker.state
+                candidate = observe(
+                    entry.breaker, u.backend_id, u.points, u.predicted_ms, u.observed_ms, u.as_of, self.settings
+                )
+                entry.basis, entry.risk_ms = candidate.basis, candidate.risk_ms
+                if candidate.state is not old:
+                    _log.info(
+                        "breaker_transition",
+                        backend=u.backend_id,
+                        from_state=old.value,
+                        to_state=candidate.state.value,
+                        risk_ms=round(candidate.risk_ms or 0.0, 1),
+                        basis=candidate.basis.value,
+                        event_time=u.as_of,
+                    )
+                self._rotation.put(candidate)
                 if self.shadow is not None:
-                    self.shadow.observe(u.backend_id, u.as_of, u.points, entry.risk_ms, entry.basis)
+                    self.shadow.observe(u.backend_id, u.as_of, u.points, u.predicted_ms, u.observed_ms)
                 changed.append(u.backend_id)
         self.changes.publish(changed)
-
-    def _drive(self, entry: Entry) -> None:
-        risk = entry.risk_ms
-        assert risk is not None  # warm entries always carry a figure
-        old = entry.breaker.state
-        new = entry.breaker.observe(risk, entry.as_of, self.settings)
-        if new is not None:
-            _log.info(
-                "breaker_transition",
-                backend=entry.backend_id,
-                from_state=old.value,
-                to_state=new.value,
-                risk_ms=round(risk, 1),
-                basis=entry.basis.value,
-                event_time=entry.as_of,
-            )
 
     def set_status(
         self,
@@ -226,16 +214,6 @@ class RoutingTable:
             self.shadow.record(decision_id, decided_at, choice.backend_id, alternative.backend_id)
         return decision_id
 
-    def _candidate(self, e: Entry) -> Candidate:
-        return Candidate(
-            backend_id=e.backend_id,
-            state=e.breaker.state,
-            cold=e.points < self.settings.cold_start_points,
-            points=e.points,
-            risk_ms=e.risk_ms,
-            basis=e.basis,
-        )
-
 
 def _copy(e: Entry) -> Entry:
     return Entry(
@@ -247,4 +225,5 @@ def _copy(e: Entry) -> Entry:
         predicted_ms=e.predicted_ms,
         basis=e.basis,
         features=e.features,
+        risk_ms=e.risk_ms,
     )

@@ -1,6 +1,6 @@
 import pytest
 
-from services.router.policy import Action, Basis, Breaker, Candidate, Settings, State, choose
+from services.router.policy import Action, Basis, Breaker, Candidate, Settings, State, choose, observe
 
 S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5)
 
@@ -11,6 +11,22 @@ def warm(backend_id: str, risk: float, state: State = State.CLOSED, probe_due: b
 
 def cold(backend_id: str, points: int = 2) -> Candidate:
     return Candidate(backend_id, State.CLOSED, cold=True, points=points, risk_ms=None, basis=Basis.COLD_START)
+
+
+class TestObserve:
+    def test_a_cold_backend_has_no_figure_and_its_breaker_is_left_alone(self):
+        b = Breaker()
+        c = observe(b, "a", 4, 900.0, 900.0, 10, S)
+        assert (c.cold, c.risk_ms, c.basis, b.state) == (True, None, Basis.COLD_START, State.CLOSED)
+
+    def test_a_warm_backend_runs_on_the_forecast_when_there_is_one(self):
+        b = Breaker()
+        c = observe(b, "a", 5, 310.0, 100.0, 10, S)
+        assert (c.cold, c.risk_ms, c.basis, c.state, b.state) == (False, 310.0, Basis.FORECAST, State.OPEN, State.OPEN)
+
+    def test_without_a_forecast_it_runs_on_the_observed_latency(self):
+        c = observe(Breaker(), "a", 5, None, 320.0, 10, S)
+        assert (c.risk_ms, c.basis, c.state) == (320.0, Basis.OBSERVED_LATENCY, State.OPEN)
 
 
 class TestBreaker:
