@@ -166,7 +166,7 @@ class RouterClient:
             self._turn += 1
             choice = choices[turn]
             if choice is None:
-                choice = choices[turn] = choose(cycle.candidates, turn, self._rotation.settings)
+                choice = choices[turn] = choose(cycle.candidates, turn, self._rotation.settings, self._rotation.stale)
             return choice
 
     def report(self, backend_id: str, failed: bool) -> None:
@@ -270,6 +270,7 @@ class RouterClient:
             self._cycles.clear()
             if settings != self._rotation.settings:
                 self._rotation.settings = settings
+            self._rotation.stale = not message.feature_store_connected
             if message.partial:
                 for c in candidates:
                     self._rotation.put(c)

@@ -196,6 +196,17 @@ class Choice:
         return "Choice(backend_id={!r}, action={}, reason={!r}, fallbacks={!r}, skipped={!r})".format(*self._key())
 
 
+# Said after the reason when a decision rests on less than a forecast, or
+# on a table no longer fed.
+OBSERVED_NOTE = "; predictor unreachable or without a model: reactive fallback on observed latency"
+STALE_NOTE = "; feature store unreachable: deciding on the last known table"
+
+
+def _notes(chosen: Candidate, stale: bool) -> str:
+    observed = OBSERVED_NOTE if chosen.basis is Basis.OBSERVED_LATENCY else ""
+    return observed + STALE_NOTE if stale else observed
+
+
 def _ms(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.0f} ms"
 
@@ -222,7 +233,7 @@ def _fallback_rank(c: Candidate) -> tuple[int, float]:
     return tier, c.risk_ms if c.risk_ms is not None else 0.0
 
 
-def choose(candidates: Sequence[Candidate], turn: int, settings: Settings) -> Choice:
+def choose(candidates: Sequence[Candidate], turn: int, settings: Settings, stale: bool = False) -> Choice:
     """Round robin over the candidates, skipping backends whose breaker is
     open. `turn` is the caller's rotation counter. The rotation decides whose
     turn it is; the breakers decide whether that backend may take it. If not,
@@ -236,11 +247,14 @@ def choose(candidates: Sequence[Candidate], turn: int, settings: Settings) -> Ch
     (`in_flight`), the choice is least-loaded instead: the eligible backend
     with the fewest, ties going to the earliest in the rotation. Round robin
     leaves queueing to chance; the foresight benchmark measured twice the
-    requests over the SLO with it."""
+    requests over the SLO with it.
+
+    `stale` says the candidates come from a table the feature store no
+    longer feeds; the reason says so."""
     if not candidates:
         raise ValueError("choose needs at least one candidate")
     if any(c.in_flight is not None for c in candidates):
-        return _least_loaded(candidates, turn, settings)
+        return _least_loaded(candidates, turn, settings, stale)
     n = len(candidates)
     start = turn % n
     primary = candidates[start]
@@ -255,10 +269,10 @@ def choose(candidates: Sequence[Candidate], turn: int, settings: Settings) -> Ch
             skipped.append(primary.backend_id)
         else:
             skipped.extend(c.backend_id for c in candidates)
-    return _explain(candidates, primary, chosen, skipped, settings)
+    return _explain(candidates, primary, chosen, skipped, settings, stale)
 
 
-def _least_loaded(candidates: Sequence[Candidate], turn: int, settings: Settings) -> Choice:
+def _least_loaded(candidates: Sequence[Candidate], turn: int, settings: Settings, stale: bool) -> Choice:
     """The least-loaded candidate, where a backend its breaker keeps from
     traffic counts `settings.open_penalty` requests more than it has: it
     gets a request only when every eligible backend is that much busier.
@@ -291,11 +305,11 @@ def _least_loaded(candidates: Sequence[Candidate], turn: int, settings: Settings
     skipped: list[str] = []
     if not _eligible(chosen):
         if not any(_eligible(c) for c in candidates):
-            return _explain(candidates, chosen, None, [c.backend_id for c in candidates], settings)
+            return _explain(candidates, chosen, None, [c.backend_id for c in candidates], settings, stale)
         reason = (
             f"every backend that may take traffic has at least {penalty:.0f} more requests in flight than "
             f"{chosen.backend_id} ({chosen.in_flight or 0}): sent there despite its {chosen.state.value} breaker "
-            f"({_risk_word(chosen)} {_ms(chosen.risk_ms)})"
+            f"({_risk_word(chosen)} {_ms(chosen.risk_ms)}){_notes(chosen, stale)}"
         )
         return Choice(
             chosen.backend_id, Action.LAST_RESORT, reason, _ranked([c for c in candidates if c is not chosen])
@@ -304,7 +318,7 @@ def _least_loaded(candidates: Sequence[Candidate], turn: int, settings: Settings
         skipped = [
             c.backend_id for c in candidates if not _eligible(c) and (c.in_flight or 0) <= (chosen.in_flight or 0)
         ]
-    return _explain(candidates, primary, chosen, skipped, settings)
+    return _explain(candidates, primary, chosen, skipped, settings, stale)
 
 
 def _ranked(rest: list[Candidate]) -> tuple[str, ...]:
@@ -319,6 +333,7 @@ def _explain(
     chosen: Candidate | None,
     skipped: list[str],
     settings: Settings,
+    stale: bool,
 ) -> Choice:
     if chosen is None:
         # Every request to the single least risky backend would overload it
@@ -339,7 +354,8 @@ def _explain(
     failing = primary.error_load if _eligible(primary) else 0.0
 
     def word() -> tuple[str, tuple[str, ...]]:
-        return _reason(action, primary, picked, in_flight, failing, settings), _ranked(others)
+        reason = _reason(action, primary, picked, in_flight, failing, settings) + _notes(picked, stale)
+        return reason, _ranked(others)
 
     return Choice(chosen.backend_id, action, skipped=skipped_before, word=word)
 

@@ -34,6 +34,8 @@ def check_names(names: Sequence[str]) -> None:
 class Rotation:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The feature store no longer feeds what is known: reasons say so.
+        self.stale = False
         self._by_id: dict[str, Candidate] = {}
         # Every candidate sorted by backend id, for decisions that name none;
         # None once a backend was added or removed, rebuilt when next needed.
@@ -159,7 +161,7 @@ class Rotation:
         if self._half_open:
             self._probe(candidates[turn % len(candidates)])
         if not in_flight:
-            choice = choose(candidates, turn, self.settings)
+            choice = choose(candidates, turn, self.settings, self.stale)
             return choice, by_id[choice.backend_id]
         # The candidates are ours and the caller holds the lock: set the
         # counts for this choice and clear them before anyone else looks.
@@ -173,7 +175,7 @@ class Rotation:
                     entry = failing.get(c.backend_id)
                     if entry is not None:
                         c.error_load = penalty * self._faded(entry, now)
-            choice = choose(candidates, turn, self.settings)
+            choice = choose(candidates, turn, self.settings, self.stale)
         finally:
             for c in candidates:
                 c.in_flight = None

@@ -33,8 +33,6 @@ MAX_RECEIVE_BYTES = 1024 * 1024
 # Threads for unary calls on top of the watch stream slots, so watchers can
 # never starve Decide.
 UNARY_WORKERS = 16
-OBSERVED_SUFFIX = "; predictor unreachable or without a model: reactive fallback on observed latency"
-STALE_SUFFIX = "; feature store unreachable: deciding on the last known table"
 MAX_OUTCOMES = 10_000
 OUTCOME_STATUS = {
     Status.ACCEPTED: router_pb2.ACCEPTED,
@@ -59,16 +57,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         # uniqueness), and each read of a protobuf repeated field makes a new str.
         decided = self._table.decide(list(request.candidates), request.in_flight or None)
         choice = decided.choice
-        reason = choice.reason
-        if decided.basis is Basis.OBSERVED_LATENCY:
-            reason += OBSERVED_SUFFIX
-        if decided.state is not None and not self._table.feature_store_connected:
-            reason += STALE_SUFFIX
         decision = router_pb2.Decision(
             request_id=request.request_id,
             backend_id=choice.backend_id,
             action=ACTION[choice.action],
-            reason=reason,
+            reason=choice.reason,
             model_version=decided.model_version,
             fallbacks=choice.fallbacks,
             skipped=choice.skipped,

@@ -154,6 +154,7 @@ class RoutingTable:
                 changed = True
             if feature_store_connected is not None and feature_store_connected != self.feature_store_connected:
                 self.feature_store_connected = feature_store_connected
+                self._rotation.stale = not feature_store_connected
                 _log.info("feature_store_connected" if feature_store_connected else "feature_store_disconnected")
                 changed = True
             if model is not None and model.version != self.model.version:

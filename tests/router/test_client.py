@@ -20,7 +20,7 @@ from services.common.serving import RunningServer
 from services.router import wire
 from services.router.client import DISCONNECTED_REASON, NO_TABLE_REASON, RouterClient
 from services.router.config import load
-from services.router.policy import Action, Basis, Settings, State
+from services.router.policy import OBSERVED_NOTE, STALE_NOTE, Action, Basis, Settings, State
 from services.router.rotation import Rotation
 from services.router.server import start
 from tests.fakes import FakeFeatureStore, FakePredictor, serve, vector
@@ -232,7 +232,7 @@ class OneTable(router_pb2_grpc.RouterServicer):
 
 def random_table(rng: random.Random, n: int, half_open: bool) -> router_pb2.RoutingTable:
     states = [router_pb2.CLOSED, router_pb2.OPEN] + ([router_pb2.HALF_OPEN] if half_open else [])
-    table = router_pb2.RoutingTable(threshold_ms=250, horizon_s=300, cold_start_points=4)
+    table = router_pb2.RoutingTable(threshold_ms=250, horizon_s=300, cold_start_points=4, feature_store_connected=True)
     for i in range(n):
         cold = rng.random() < 0.2
         table.backends.add(
@@ -267,6 +267,21 @@ def test_picks_equal_the_rotations_over_many_turns(half_open):
                     assert client.pick(names) == reference.pick(names)[0]
         finally:
             server.stop(0)
+
+
+def test_a_table_the_feature_store_no_longer_feeds_is_named_in_local_picks_as_in_decide():
+    table = router_pb2.RoutingTable(threshold_ms=250, cold_start_points=4, feature_store_connected=False)
+    table.backends.add(backend_id="a", state=router_pb2.CLOSED, points_in_window=30, basis=router_pb2.OBSERVED_LATENCY)
+    table.backends[0].risk_ms = 120
+    server, port = serve(OneTable(table).register)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, RouterClient(channel) as client:
+            assert client.wait(lambda c: c.connected, timeout_s=10)
+            assert (
+                client.pick().reason == f"a next in rotation, observed 120 ms below 250 ms{OBSERVED_NOTE}{STALE_NOTE}"
+            )
+    finally:
+        server.stop(0)
 
 
 def test_reported_failures_weigh_alike_in_local_picks_and_in_decide(rig, channel):

@@ -1,6 +1,17 @@
 import pytest
 
-from services.router.policy import Action, Basis, Breaker, Candidate, Settings, State, choose, observe
+from services.router.policy import (
+    OBSERVED_NOTE,
+    STALE_NOTE,
+    Action,
+    Basis,
+    Breaker,
+    Candidate,
+    Settings,
+    State,
+    choose,
+    observe,
+)
 
 S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5)
 
@@ -120,6 +131,14 @@ class TestChoose:
     def test_observed_basis_is_named_in_the_reason(self):
         c = Candidate("a", State.CLOSED, cold=False, points=30, risk_ms=120, basis=Basis.OBSERVED_LATENCY)
         assert "observed 120 ms" in choose([c], 0, S).reason
+
+    def test_the_reason_says_when_it_rests_on_observed_latency_or_a_table_no_longer_fed(self):
+        c = Candidate("a", State.CLOSED, cold=False, points=30, risk_ms=120, basis=Basis.OBSERVED_LATENCY)
+        assert choose([c], 0, S).reason.endswith(f"{OBSERVED_NOTE}")
+        assert choose([c], 0, S, stale=True).reason.endswith(f"{OBSERVED_NOTE}{STALE_NOTE}")
+        last_resort = choose([warm("a", 400, State.OPEN), warm("b", 500, State.OPEN)], 0, S, stale=True)
+        assert last_resort.action is Action.LAST_RESORT and last_resort.reason.endswith(STALE_NOTE)
+        assert OBSERVED_NOTE not in last_resort.reason
 
     def test_needs_a_candidate(self):
         with pytest.raises(ValueError):
