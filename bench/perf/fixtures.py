@@ -104,7 +104,7 @@ def router_with_echo(table: RoutingTable) -> RunningServer:
     the echo method on the same server."""
 
     def register(server: grpc.Server) -> None:
-        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(table), server)
+        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(table, table.settings), server)
         server.add_generic_rpc_handlers([echo_handler()])
 
     return start_server(host="127.0.0.1", port=0, service_name=SERVICE_NAME, register=register, serving=True)

@@ -19,7 +19,7 @@ from services.router import risk
 from services.router.config import RouterConfig
 from services.router.forward import OutcomeForwarder
 from services.router.outcomes import DecisionLog, Status
-from services.router.policy import Basis
+from services.router.policy import Basis, Settings
 from services.router.policy_shadow import PolicyShadow, compare
 from services.router.summaries import Report, Summaries, report_all
 from services.router.sync import TableSync
@@ -45,8 +45,23 @@ SHADOW_MATCH_S = 5.0
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, table: RoutingTable, summaries: Summaries | None = None, max_streams: int = 32) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        settings: Settings,
+        *,
+        log: DecisionLog | None = None,
+        shadow: PolicyShadow | None = None,
+        summaries: Summaries | None = None,
+        max_streams: int = 32,
+    ) -> None:
         self._table = table
+        # The table's own settings: the live policy the answers describe.
+        self._settings = settings
+        # Where outcomes are joined to decisions; None refuses ReportOutcomes.
+        self._log = log
+        # Compared by GetPolicyShadow; None when the router runs none.
+        self._shadow = shadow
         # Where accepted outcomes wait for the forwarder; a router started
         # by start() always has one, a bare servicer keeps them to itself.
         self._summaries = summaries if summaries is not None else Summaries()
@@ -102,16 +117,15 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     def GetRiskReport(
         self, request: router_pb2.GetRiskReportRequest, context: grpc.ServicerContext
     ) -> router_pb2.RiskReport:
-        table = self._table
-        model = table.model
-        risks = risk.report(table.entries(), model, table.settings)
+        status, settings = self._table.status(), self._settings
+        risks = risk.report(self._table.entries(), status.model, settings)
         out = router_pb2.RiskReport(
-            horizon_s=model.horizon_s or table.settings.horizon_s,
-            threshold_ms=table.settings.threshold_ms,
-            model_version=model.version if table.predictor_available else "",
+            horizon_s=status.model.horizon_s or settings.horizon_s,
+            threshold_ms=settings.threshold_ms,
+            model_version=status.model.version if status.predictor_available else "",
             backends_at_risk=sum(r.breaches for r in risks),
         )
-        set_timestamp(out.as_of, table.as_of)
+        set_timestamp(out.as_of, status.as_of)
         for r in risks:
             out.backends.add(
                 backend_id=r.backend_id,
@@ -131,7 +145,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     def ReportOutcomes(
         self, request: router_pb2.ReportOutcomesRequest, context: grpc.ServicerContext
     ) -> router_pb2.ReportOutcomesResponse:
-        log = self._table.log
+        log = self._log
         if log is None:
             raise FailedPrecondition("decision_id: this router keeps no decision log")
         n = len(request.outcomes)
@@ -164,7 +178,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     def GetPolicyShadow(
         self, request: router_pb2.GetPolicyShadowRequest, context: grpc.ServicerContext
     ) -> router_pb2.PolicyShadowReport:
-        shadow, log = self._table.shadow, self._table.log
+        shadow, log = self._shadow, self._log
         if shadow is None or log is None:
             raise FailedPrecondition("shadow: this router runs no policy shadow (start it with --shadow-threshold-ms)")
 
@@ -172,7 +186,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             decision = log.get(decision_id)
             return decision.latency_ms if decision is not None else None
 
-        slo_ms = self._table.settings.threshold_ms
+        slo_ms = self._settings.threshold_ms
         c = compare(shadow.pairs(), live_latency, log.realised_near, slo_ms=slo_ms, match_s=SHADOW_MATCH_S)
         return router_pb2.PolicyShadowReport(
             live_threshold_ms=slo_ms,
@@ -193,18 +207,18 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         )
 
     def _message(self, entries: list[Entry], *, partial: bool) -> router_pb2.RoutingTable:
-        table = self._table
+        status, settings = self._table.status(), self._settings
         out = router_pb2.RoutingTable(
             partial=partial,
-            model_version=table.model.version if table.predictor_available else "",
-            threshold_ms=table.settings.threshold_ms,
-            horizon_s=table.model.horizon_s or table.settings.horizon_s,
-            predictor_available=table.predictor_available,
-            feature_store_connected=table.feature_store_connected,
-            cold_start_points=table.settings.cold_start_points,
-            open_penalty=table.settings.open_penalty,
-            error_penalty=table.settings.error_penalty,
-            error_decay_s=table.settings.error_decay_s,
+            model_version=status.model.version if status.predictor_available else "",
+            threshold_ms=settings.threshold_ms,
+            horizon_s=status.model.horizon_s or settings.horizon_s,
+            predictor_available=status.predictor_available,
+            feature_store_connected=status.feature_store_connected,
+            cold_start_points=settings.cold_start_points,
+            open_penalty=settings.open_penalty,
+            error_penalty=settings.error_penalty,
+            error_decay_s=settings.error_decay_s,
         )
         for e in entries:
             route = out.backends.add(
@@ -244,7 +258,10 @@ def start(config: RouterConfig) -> RunningServer:
         port=config.port,
         service_name=SERVICE_NAME,
         register=lambda server: router_pb2_grpc.add_RouterServicer_to_server(
-            RouterServicer(table, summaries, config.max_streams), server
+            RouterServicer(
+                table, config.policy, log=log, shadow=shadow, summaries=summaries, max_streams=config.max_streams
+            ),
+            server,
         ),
         serving=True,
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],

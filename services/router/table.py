@@ -66,6 +66,16 @@ class ModelFacts:
 
 
 @dataclass(frozen=True)
+class Status:
+    """The table-wide facts, read together."""
+
+    model: ModelFacts
+    predictor_available: bool
+    feature_store_connected: bool
+    as_of: float  # event time of the newest telemetry seen
+
+
+@dataclass(frozen=True)
 class Decided:
     """A choice and what the answer says about the chosen backend; state is
     None (and risk_ms and as_of empty) when nothing was known about it."""
@@ -90,8 +100,8 @@ class RoutingTable:
         self.settings = settings
         # Fades failure scores between outcomes (seconds; any origin).
         self._clock = clock
-        self.log = log
-        self.shadow = shadow
+        self._decisions = log
+        self._shadow = shadow
         self.changes = ChangeFeed()
         self._lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
@@ -134,8 +144,8 @@ class RoutingTable:
                         event_time=u.as_of,
                     )
                 self._rotation.put(candidate)
-                if self.shadow is not None:
-                    self.shadow.observe(u.backend_id, u.as_of, u.points, u.predicted_ms, u.observed_ms)
+                if self._shadow is not None:
+                    self._shadow.observe(u.backend_id, u.as_of, u.points, u.predicted_ms, u.observed_ms)
                 changed.append(u.backend_id)
         self.changes.publish(changed)
 
@@ -172,6 +182,10 @@ class RoutingTable:
 
     # --- readers ---
 
+    def status(self) -> Status:
+        with self._lock:
+            return Status(self.model, self.predictor_available, self.feature_store_connected, self.as_of)
+
     def entries(self, backend_ids: Sequence[str] | None = None) -> list[Entry]:
         """Copies of the entries, sorted by backend id."""
         with self._lock:
@@ -187,13 +201,13 @@ class RoutingTable:
             choice, chosen = self._rotation.pick(candidates, in_flight, self._clock() if in_flight else 0.0)
             decision_id = ""
             if chosen is None:
-                if self.log is not None:
+                if self._decisions is not None:
                     decision_id = self._log_decision(choice, candidates, in_flight, None, "", 0.0)
                 return Decided(choice, Basis.NO_TELEMETRY, "", decision_id=decision_id)
             model_version = self.model.version if chosen.basis is Basis.FORECAST else ""
             risk_ms = chosen.risk_ms
             as_of = self._entries[chosen.backend_id].as_of
-            if self.log is not None:
+            if self._decisions is not None:
                 decision_id = self._log_decision(choice, candidates, in_flight, risk_ms, model_version, as_of)
             return Decided(choice, chosen.basis, model_version, chosen.state, risk_ms, as_of, decision_id)
 
@@ -207,12 +221,12 @@ class RoutingTable:
         as_of: float,
     ) -> str:
         """Records the decision and shows it to the shadow; its id."""
-        assert self.log is not None
-        decided_at = self.log.now()
-        decision_id = self.log.record(choice.backend_id, risk_ms, model_version, as_of, decided_at)
-        if self.shadow is not None:
-            alternative = self.shadow.pick(candidates, in_flight)
-            self.shadow.record(decision_id, decided_at, choice.backend_id, alternative.backend_id)
+        assert self._decisions is not None
+        decided_at = self._decisions.now()
+        decision_id = self._decisions.record(choice.backend_id, risk_ms, model_version, as_of, decided_at)
+        if self._shadow is not None:
+            alternative = self._shadow.pick(candidates, in_flight)
+            self._shadow.record(decision_id, decided_at, choice.backend_id, alternative.backend_id)
         return decision_id
 
 
