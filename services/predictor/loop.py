@@ -46,6 +46,7 @@ import numpy.typing as npt
 import structlog
 
 from services.common.drift import Direction, DriftState, PageHinkley, PageHinkleySettings
+from services.common.worker import Worker
 from services.predictor import gate
 from services.predictor.gate import GateDecision, GateSettings, Verdict
 from services.predictor.model import LoadedModel
@@ -403,27 +404,24 @@ class LoopThreads:
     def __init__(self, loop: Loop, interval_s: float) -> None:
         self._loop = loop
         self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._work, name="loop-worker", daemon=True),
-            threading.Thread(target=self._tick, name="loop-tick", daemon=True),
-        ]
+        self._worker = Worker("loop-worker", self._work)
+        self._ticker = Worker("loop-tick", self._tick)
+        self.workers = (self._worker, self._ticker)
 
     def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        for worker in self.workers:
+            worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5.0)
+        for worker in self.workers:
+            worker.stop()
 
     def _work(self) -> None:
-        while not self._stop.is_set():
+        while not self._worker.stopping.is_set():
             self._guarded(lambda: self._loop.process_pending(block_s=0.2))
 
     def _tick(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        while not self._ticker.stopping.wait(self._interval_s):
             self._guarded(self._loop.tick)
 
     @staticmethod

@@ -12,7 +12,6 @@ health RPC says (truth_approximate)."""
 from __future__ import annotations
 
 import math
-import threading
 
 import grpc
 import structlog
@@ -20,6 +19,7 @@ import structlog
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc
 from services.common.features import latency_index
 from services.common.timeutil import set_timestamp, to_seconds
+from services.common.worker import Worker
 from services.predictor.loop import Loop
 
 _log = structlog.get_logger("truth")
@@ -43,23 +43,18 @@ class TruthFeed:
         self._first_read_s = first_read_s  # event time read back at the first poll
         self._overlap_s = overlap_s  # read again before the newest point seen
         self._newest = -math.inf
-        self._stop = threading.Event()
-        self._watch: grpc.Future | None = None
-        self._thread = threading.Thread(target=self._run, name="truth-feed", daemon=True)
+        self._worker = Worker("truth-feed", self._run)
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        watch = self._watch
-        if watch is not None:
-            watch.cancel()
-        self._thread.join(timeout=5.0)
+        self._worker.stop()
 
     def _run(self) -> None:
         mode = "history"
-        while not self._stop.is_set():
+        stopping = self._worker.stopping
+        while not stopping.is_set():
             try:
                 if mode == "history":
                     self.poll_history()
@@ -71,9 +66,9 @@ class TruthFeed:
                     self._loop.truth_approximate = True
                     _log.warning("truth_approximate", reason=f"feature store keeps no history: {exc.details()}")
                     continue
-                if not self._stop.is_set():
+                if not stopping.is_set():
                     _log.warning("truth_feed_failed", mode=mode, code=exc.code().name, details=exc.details())
-            self._stop.wait(self._interval_s)
+            stopping.wait(self._interval_s)
 
     def poll_history(self) -> int:
         """One ReadHistory poll; returns the points read."""
@@ -92,10 +87,7 @@ class TruthFeed:
         return n
 
     def _follow_watch(self) -> None:
-        call = self._stub.WatchFeatures(feature_store_pb2.WatchFeaturesRequest())
-        self._watch = call
-        if self._stop.is_set():
-            call.cancel()
+        call = self._worker.follow(self._stub.WatchFeatures(feature_store_pb2.WatchFeaturesRequest()))
         for message in call:
             i = latency_index(message.feature_names)
             if i is None:

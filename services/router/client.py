@@ -44,6 +44,7 @@ import grpc
 import structlog
 
 from ace.v1 import router_pb2, router_pb2_grpc
+from services.common.worker import Worker
 from services.router import wire
 from services.router.policy import Candidate, Choice, Settings, State, choose
 from services.router.rotation import Rotation
@@ -110,25 +111,18 @@ class RouterClient:
         self._turn = 0
         self._connected = False
         self._table = router_pb2.RoutingTable()  # the newest table-wide fields, without rows
-        self._stop = threading.Event()
-        self._call: grpc.Future | None = None
-        self._thread = threading.Thread(target=self._run, name="router-client", daemon=True)
+        self._worker = Worker("router-client", self._run)
         # Streams opened so far; a reconnect opens another.
         self.streams_opened = 0
 
     # --- lifecycle ---
 
     def start(self) -> RouterClient:
-        self._thread.start()
+        self._worker.start()
         return self
 
     def close(self) -> None:
-        self._stop.set()
-        call = self._call
-        if call is not None:
-            call.cancel()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._worker.stop()
         with self._cond:
             self._connected = False
             self._cond.notify_all()
@@ -226,22 +220,20 @@ class RouterClient:
 
     def _run(self) -> None:
         backoff = self._min_backoff_s
-        while not self._stop.is_set():
-            call = self._stub.WatchRoutingTable(router_pb2.WatchRoutingTableRequest())
-            self._call = call
+        stopping = self._worker.stopping
+        while not stopping.is_set():
+            call = self._worker.follow(self._stub.WatchRoutingTable(router_pb2.WatchRoutingTableRequest()))
             self.streams_opened += 1
-            if self._stop.is_set():
-                call.cancel()
             try:
                 for message in call:
                     self._apply(message)
                     backoff = self._min_backoff_s
             except grpc.RpcError as exc:
-                if not self._stop.is_set():
+                if not stopping.is_set():
                     _log.debug("router_stream_broken", code=str(exc.code()))
             self._set_disconnected()
             # Jitter, so that proxies cut off together do not return together.
-            self._stop.wait(backoff * random.uniform(0.5, 1.0))
+            stopping.wait(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, self._max_backoff_s)
 
     def _apply(self, message: router_pb2.RoutingTable) -> None:

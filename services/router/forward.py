@@ -16,6 +16,7 @@ import structlog
 
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc
 from services.common.outcome_summary import to_message
+from services.common.worker import Worker
 from services.router.summaries import Summaries
 
 _log = structlog.get_logger("router.forward")
@@ -44,22 +45,19 @@ class OutcomeForwarder:
         self._retry: feature_store_pb2.IngestOutcomesRequest | None = None
         self._failing: grpc.StatusCode | None = None
         self._lock = threading.Lock()  # one flush at a time
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="router-forward", daemon=True)
+        self._worker = Worker("router-forward", self._run, join_s=timeout_s + 1)
         self.sent = 0  # summaries the store accepted
         self.dropped = 0  # summaries given up on
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
         """Stops the thread after one last flush."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self._timeout_s + 1)
+        self._worker.stop()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._flush_s):
+        while not self._worker.stopping.wait(self._flush_s):
             self.flush()
         self.flush()
 

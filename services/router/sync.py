@@ -7,7 +7,6 @@ again."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import grpc
@@ -17,6 +16,7 @@ import structlog
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc, predictor_pb2, predictor_pb2_grpc, telemetry_pb2
 from services.common import features
 from services.common.timeutil import to_seconds
+from services.common.worker import Worker
 from services.router.dependency import CallBreaker
 from services.router.table import ModelFacts, RoutingTable, Update
 
@@ -67,37 +67,29 @@ class TableSync:
         # once it keeps failing, updates apply on observed latency at once.
         self._predictor_breaker = predictor_breaker or CallBreaker("predictor")
         self._max_backoff_s = max_backoff_s
-        self._stop = threading.Event()
-        self._call: grpc.Future | None = None
-        self._thread = threading.Thread(target=self._run, name="router-sync", daemon=True)
+        self._worker = Worker("router-sync", self._run)
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        call = self._call
-        if call is not None:
-            call.cancel()
-        self._thread.join(timeout=5)
+        self._worker.stop()
 
     def _run(self) -> None:
         backoff = 0.05
-        while not self._stop.is_set():
+        stopping = self._worker.stopping
+        while not stopping.is_set():
             try:
-                call = self._features.WatchFeatures(feature_store_pb2.WatchFeaturesRequest())
-                self._call = call
-                if self._stop.is_set():
-                    call.cancel()
+                call = self._worker.follow(self._features.WatchFeatures(feature_store_pb2.WatchFeaturesRequest()))
                 for response in call:
                     self._table.set_status(feature_store_connected=True)
                     backoff = 0.05
                     self.apply(response.vectors, response.feature_names)
             except grpc.RpcError as exc:
-                if not self._stop.is_set():
+                if not stopping.is_set():
                     _log.debug("watch_broken", code=str(exc.code()))
             self._table.set_status(feature_store_connected=False)
-            self._stop.wait(backoff)
+            stopping.wait(backoff)
             backoff = min(backoff * 2, self._max_backoff_s)
 
     def apply(self, vectors: Sequence[telemetry_pb2.FeatureVector], feature_names: Sequence[str] = ()) -> None:

@@ -39,6 +39,7 @@ from services.common.config import require
 from services.common.errors import AceError, FailedPrecondition
 from services.common.serving import RunningServer
 from services.common.timeutil import to_seconds
+from services.common.worker import Worker
 from services.trainer import job
 from services.trainer.job import Defaults, Publisher, Trainer
 
@@ -132,7 +133,7 @@ def settings_from(args: argparse.Namespace) -> RetrainSettings:
 
 
 class RetrainWatcher:
-    """One poll at a time (poll() is not reentrant; WatcherThread calls it).
+    """One poll at a time (poll() is not reentrant; poll_until calls it).
     `retrain(horizon_s)` trains and publishes as a shadow, returning the
     version, or raises an AceError; `busy()` says whether a training (an
     operator's Train) is running, in which case a drift is skipped."""
@@ -229,25 +230,14 @@ def read_health(stub: predictor_pb2_grpc.PredictorStub, timeout_s: float = 5.0) 
     )
 
 
-class WatcherThread:
-    def __init__(self, watcher: RetrainWatcher) -> None:
-        self._watcher = watcher
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="retrain-watcher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5.0)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._watcher.settings.poll_s):
-            try:
-                self._watcher.poll()
-            except grpc.RpcError as exc:
-                _log.warning("drift_poll_failed", code=exc.code().name, details=exc.details())
+def poll_until(stopping: threading.Event, watcher: RetrainWatcher) -> None:
+    """Polls every poll_s until `stopping` is set; a failed poll is logged
+    and the next one tries again."""
+    while not stopping.wait(watcher.settings.poll_s):
+        try:
+            watcher.poll()
+        except grpc.RpcError as exc:
+            _log.warning("drift_poll_failed", code=exc.code().name, details=exc.details())
 
 
 def retrain_with(
@@ -298,7 +288,7 @@ def start(
         retrain=retrain_with(trainer, shadow_publisher, settings, defaults),
         busy=lambda: trainer.status().training,
     )
-    thread = WatcherThread(watcher)
-    thread.start()
-    running.on_closing.append(thread.stop)
+    worker = Worker("retrain-watcher", lambda: poll_until(worker.stopping, watcher))
+    worker.start()
+    running.on_closing.append(worker.stop)
     return watcher

@@ -46,7 +46,7 @@ def test_each_thread_outlives_a_step_that_raises_and_stops_when_told():
     finally:
         threads.stop()
     assert loop.work_threads == {"loop-worker"}
-    assert not any(t.is_alive() for t in threads._threads)
+    assert not any(w.is_alive() for w in threads.workers)
     # Nothing runs once stopped.
     worked, ticked = loop.worked, loop.ticked
     threading.Event().wait(0.05)
