@@ -24,6 +24,7 @@ from ace.v1 import (
 from services.common import synthetic
 from services.common.telemetry import Point
 from services.common.timeutil import to_seconds, to_timestamp
+from tools.train_job import stage_name
 
 ACTION = {v: k for k, v in router_pb2.Action.items()}
 STATE = {v: k for k, v in router_pb2.BreakerState.items()}
@@ -112,7 +113,7 @@ def train(
     request = trainer_pb2.TrainRequest(synthetic=source, publish=True, n_estimators=n_estimators)
     result = trainer_pb2.TrainResult()
     for progress in stub.Train(request, timeout=600, metadata=call_metadata):
-        echo(f"  trainer: {progress.stage:<8} {progress.message}")
+        echo(f"  trainer: {stage_name(progress.stage):<8} {progress.message}")
         if progress.HasField("result"):
             result = progress.result
     return result

@@ -46,6 +46,15 @@ def request_of(args: argparse.Namespace) -> trainer_pb2.TrainRequest:
     )
 
 
+def stage_name(stage: int) -> str:
+    """A stage as printed: `history`, `fit`, ...; its number when this
+    client's contract does not know it (a newer trainer)."""
+    try:
+        return trainer_pb2.TrainStage.Name(stage).lower()
+    except ValueError:
+        return str(stage)
+
+
 def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
     result: trainer_pb2.TrainResult | None = None
     with grpc.insecure_channel(args.trainer_addr) as channel:
@@ -53,7 +62,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
             stub = trainer_pb2_grpc.TrainerStub(channel)
             call = admin.client_metadata(args.admin_token_file)
             for progress in stub.Train(request_of(args), timeout=args.timeout_s, metadata=call):
-                echo(f"{progress.stage:<8} {progress.message}")
+                echo(f"{stage_name(progress.stage):<8} {progress.message}")
                 if progress.HasField("result"):
                     result = progress.result
         except grpc.RpcError as exc:

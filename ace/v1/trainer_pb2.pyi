@@ -2,12 +2,32 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class TrainStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAIN_STAGE_UNSPECIFIED: _ClassVar[TrainStage]
+    HISTORY: _ClassVar[TrainStage]
+    FEATURES: _ClassVar[TrainStage]
+    FIT: _ClassVar[TrainStage]
+    EXPORT: _ClassVar[TrainStage]
+    VERIFY: _ClassVar[TrainStage]
+    PUBLISH: _ClassVar[TrainStage]
+    DONE: _ClassVar[TrainStage]
+TRAIN_STAGE_UNSPECIFIED: TrainStage
+HISTORY: TrainStage
+FEATURES: TrainStage
+FIT: TrainStage
+EXPORT: TrainStage
+VERIFY: TrainStage
+PUBLISH: TrainStage
+DONE: TrainStage
 
 class TrainRequest(_message.Message):
     __slots__ = ("synthetic", "csv_path", "feature_store", "publish", "n_estimators", "max_depth", "horizon_s", "threshold_ms", "seed")
@@ -54,10 +74,10 @@ class TrainProgress(_message.Message):
     STAGE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
-    stage: str
+    stage: TrainStage
     message: str
     result: TrainResult
-    def __init__(self, stage: _Optional[str] = ..., message: _Optional[str] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ...) -> None: ...
+    def __init__(self, stage: _Optional[_Union[TrainStage, str]] = ..., message: _Optional[str] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ...) -> None: ...
 
 class TrainResult(_message.Message):
     __slots__ = ("version", "metrics", "published", "publish_error", "replicas")

@@ -5,6 +5,7 @@ function so that this module needs no gRPC."""
 
 from __future__ import annotations
 
+import enum
 import math
 import stat
 import threading
@@ -25,7 +26,19 @@ from services.trainer.train import TrainedModel, TrainParams
 
 _log = structlog.get_logger("trainer")
 
-STAGES = ("history", "features", "fit", "export", "verify", "publish", "done")
+
+class Stage(enum.Enum):
+    """The steps a training reports, in order (ace.v1.TrainStage says what
+    each means)."""
+
+    HISTORY = enum.auto()
+    FEATURES = enum.auto()
+    FIT = enum.auto()
+    EXPORT = enum.auto()
+    VERIFY = enum.auto()
+    PUBLISH = enum.auto()
+    DONE = enum.auto()
+
 
 DEFAULT_BACKENDS = 6
 DEFAULT_DURATION_S = 6 * 3600.0
@@ -106,7 +119,7 @@ class Result:
 
 @dataclass(frozen=True)
 class Progress:
-    stage: str  # one of STAGES
+    stage: Stage
     message: str
     result: Result | None = None  # on the "done" step only
 
@@ -283,7 +296,7 @@ class Trainer:
             raise
         finally:
             self._running.release()
-        yield Progress("done", f"version {result.model.version}", result)
+        yield Progress(Stage.DONE, f"version {result.model.version}", result)
 
     def _steps(self, job: Job, publisher: Publisher) -> Generator[Progress, None, Result]:
         params = job.params
@@ -300,7 +313,7 @@ class Trainer:
         started = time.perf_counter()
         points = self._load(job.source)
         backends = len({p.backend_id for p in points})
-        yield Progress("history", f"{len(points)} points of {backends} backends from {describe(job.source)}")
+        yield Progress(Stage.HISTORY, f"{len(points)} points of {backends} backends from {describe(job.source)}")
 
         data = dataset.build(points, params.horizon_s, self._limits)
         weighted = ""
@@ -308,27 +321,27 @@ class Trainer:
             data = dataset.with_quality(data, self._quality(job.source), self._quality_weight)
             weighted = f"; {dataset.weighted_rows(data)} rows weighted up by quality labels"
         yield Progress(
-            "features",
+            Stage.FEATURES,
             f"{len(data)} labelled rows; {data.unlabelled} points without a full {params.horizon_s:g} s horizon"
             + weighted,
         )
 
         fitted = train.fit(data, params)
         yield Progress(
-            "fit",
+            Stage.FIT,
             f"{params.n_estimators} trees of depth <= {params.max_depth} on {len(fitted.split.train)} rows in "
             f"{fitted.fit_s:.1f} s; {len(fitted.split.test)} held-out rows from {iso(fitted.split.cut)}",
         )
 
         onnx_bytes = train.export(fitted)
-        yield Progress("export", f"ONNX model of {len(onnx_bytes)} bytes")
+        yield Progress(Stage.EXPORT, f"ONNX model of {len(onnx_bytes)} bytes")
 
         model = train.verify(data, fitted, onnx_bytes, params, self._now())
         train_s = time.perf_counter() - started
         m = model.metrics
         _log.info("training_finished", version=model.version, train_s=round(train_s, 3), **m.as_map())
         yield Progress(
-            "verify",
+            Stage.VERIFY,
             f"max |onnx - sklearn| {m.onnx_max_abs_diff_ms:.2g} ms; held-out MAE {m.mae_ms:.1f} ms "
             f"(persistence {m.persistence_mae_ms:.1f} ms), R2 {m.r2:.3f}",
         )
@@ -347,7 +360,7 @@ class Trainer:
         else:
             outcome = PublishOutcome(published=False)
             message = "not requested"
-        yield Progress("publish", message)
+        yield Progress(Stage.PUBLISH, message)
 
         result = Result(
             model=model,

@@ -20,6 +20,15 @@ from services.trainer.train import TrainedModel
 SERVICE_NAME: str = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 # Train and GetStatus requests are small (a path, a seed, a few numbers).
 MAX_RECEIVE_BYTES = 1024 * 1024
+STAGE = {
+    job.Stage.HISTORY: trainer_pb2.HISTORY,
+    job.Stage.FEATURES: trainer_pb2.FEATURES,
+    job.Stage.FIT: trainer_pb2.FIT,
+    job.Stage.EXPORT: trainer_pb2.EXPORT,
+    job.Stage.VERIFY: trainer_pb2.VERIFY,
+    job.Stage.PUBLISH: trainer_pb2.PUBLISH,
+    job.Stage.DONE: trainer_pb2.DONE,
+}
 
 
 def _source(request: trainer_pb2.TrainRequest) -> job.Source | None:
@@ -81,7 +90,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             # instead of training for no one.
             if not context.is_active():
                 return
-            progress = trainer_pb2.TrainProgress(stage=step.stage, message=step.message)
+            progress = trainer_pb2.TrainProgress(stage=STAGE[step.stage], message=step.message)
             if step.result is not None:
                 progress.result.CopyFrom(_result(step.result))
             yield progress

@@ -167,6 +167,6 @@ def test_outcomes_reach_the_training_as_quality_labels(rig: Rig):
         feature_store=trainer_pb2.FeatureStoreSource(), n_estimators=5, max_depth=4, publish=False
     )
     steps = {p.stage: p.message for p in rig.trainer.Train(request, timeout=120, metadata=rig.admin)}
-    assert "rows weighted up by quality labels" in steps["features"], steps["features"]
-    weighted = int(steps["features"].split("; ")[-1].split()[0])
+    assert "rows weighted up by quality labels" in steps[trainer_pb2.FEATURES], steps[trainer_pb2.FEATURES]
+    weighted = int(steps[trainer_pb2.FEATURES].split("; ")[-1].split()[0])
     assert weighted > 0

@@ -52,5 +52,11 @@ def test_a_version_no_predictor_took_fails_the_job(tmp_path: Path):
     finally:
         trainer.stop(0)
     assert code == 1
+    stages = [line.split()[0] for line in lines[:7]]
+    assert stages == ["history", "features", "fit", "export", "verify", "publish", "done"]
     assert lines[-1].startswith("version rf-") and "was trained but not published everywhere" in lines[-1]
     assert any(line.startswith("replica ") and "refused: UNAVAILABLE" in line for line in lines)
+
+
+def test_a_stage_from_a_newer_trainer_prints_as_its_number():
+    assert train_job.stage_name(99) == "99"

@@ -210,7 +210,7 @@ def test_run_reports_every_stage_and_publishes_when_asked():
     publisher = _Publisher(PublishOutcome(published=True))
     trainer = _trainer(publisher)
     steps = list(trainer.run(_make(SMALL, publish=True, n_estimators=5)))
-    assert [s.stage for s in steps] == list(job.STAGES)
+    assert [s.stage for s in steps] == list(job.Stage)
     assert all(s.result is None for s in steps[:-1])
     result = steps[-1].result
     assert result is not None
@@ -245,11 +245,11 @@ def test_without_publish_the_publisher_is_not_called():
 def test_a_second_run_while_one_is_running_is_refused_and_the_first_still_finishes():
     trainer = _trainer(_Publisher(PublishOutcome(published=True)))
     first = trainer.run(_make(SMALL, n_estimators=5))
-    assert next(first).stage == "history"
+    assert next(first).stage is job.Stage.HISTORY
     assert trainer.status().training
     with pytest.raises(FailedPrecondition, match="already running"):
         next(trainer.run(_make(SMALL)))
-    assert [s.stage for s in first][-1] == "done"
+    assert [s.stage for s in first][-1] is job.Stage.DONE
     assert not trainer.status().training
 
 

@@ -98,4 +98,4 @@ def test_the_trainer_weights_a_feature_store_training_when_asked():
     )
     steps = {p.stage: p.message for p in trainer.run(made)}
     assert asked == [FeatureStoreSource()]
-    assert "rows weighted up by quality labels" in steps["features"]
+    assert "rows weighted up by quality labels" in steps[job.Stage.FEATURES]

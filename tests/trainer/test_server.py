@@ -23,6 +23,17 @@ from services.trainer.server import start
 from tests.fakes import OPEN_ADMIN
 from tests.ports import free_port
 
+# Every stage, once, in the contract's order.
+STAGES = [
+    trainer_pb2.HISTORY,
+    trainer_pb2.FEATURES,
+    trainer_pb2.FIT,
+    trainer_pb2.EXPORT,
+    trainer_pb2.VERIFY,
+    trainer_pb2.PUBLISH,
+    trainer_pb2.DONE,
+]
+
 SMALL = trainer_pb2.SyntheticSource(seed=3, backends=3, duration_s=5400.0)
 
 
@@ -63,7 +74,7 @@ def test_train_streams_the_stages_in_order_and_publishes_the_exact_bytes(trainer
     request = trainer_pb2.TrainRequest(synthetic=SMALL, publish=True, n_estimators=20)
     steps = list(trainer.stub.Train(request, timeout=60))
 
-    assert [s.stage for s in steps] == list(job.STAGES)
+    assert [s.stage for s in steps] == list(STAGES)
     assert all(s.message for s in steps)
     assert not any(s.HasField("result") for s in steps[:-1])
     result = steps[-1].result
@@ -114,7 +125,7 @@ def test_unreachable_predictor_gives_an_unpublished_result(fake_predictor):
         steps = list(t.stub.Train(request, timeout=60))
     finally:
         t.close()
-    assert [s.stage for s in steps] == list(job.STAGES)
+    assert [s.stage for s in steps] == list(STAGES)
     result = steps[-1].result
     assert result.version
     assert not result.published
@@ -148,7 +159,7 @@ def test_a_second_train_while_one_runs_is_a_failed_precondition(fake_predictor):
         assert "already running" in refused.value.details()
 
         release.set()
-        assert [s.stage for s in first][-1] == "done"
+        assert [s.stage for s in first][-1] == trainer_pb2.DONE
         assert not t.stub.GetStatus(trainer_pb2.GetStatusRequest(), timeout=5).training
     finally:
         release.set()
