@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/ace/v1/*.proto)
 RUN_DIR := .run
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run up down test lint typecheck unit protos check-protos clean
+.PHONY: help setup run up down test lint typecheck unit slow protos check-protos clean
 .PHONY: bench
 .PHONY: bench-foresight
 .PHONY: soak fuzz
@@ -113,10 +113,14 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy, strict on services/
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) ## pytest only
-	$(PY) -m pytest
+unit: $(STAMP) ## the fast tests, those not marked slow: the inner loop (under 30 s)
+	$(PY) -m pytest -m "not slow"
 
-test: $(STAMP) check-protos lint typecheck unit ## set up, check the stubs, lint, type-check and run every test
+slow: $(STAMP) ## only the tests marked slow: processes, end-to-end runs, hypothesis sweeps, benchmark smoke runs
+	$(PY) -m pytest -m slow
+
+test: $(STAMP) check-protos lint typecheck ## set up, check the stubs, lint, type-check and run every test
+	$(PY) -m pytest
 
 clean: ## remove the virtual environment and run files
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -29,6 +29,8 @@ from services.common.points import to_message
 from tests.deploy.manifests import ROOT, Obj, build, by_kind, grpc_port, selects, workloads
 from tools.constellation import Process
 
+pytestmark = pytest.mark.slow
+
 READY_TIMEOUT_S = 60.0
 HISTORY = synthetic.random_history(8, 3, 2 * 3600.0)
 

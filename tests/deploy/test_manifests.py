@@ -32,6 +32,8 @@ from tests.deploy.manifests import (
     workloads,
 )
 
+pytestmark = pytest.mark.slow
+
 SERVICES = {name.replace("_", "-"): name for name in DEFAULT_PORTS}
 SHARED = {"ACE_THRESHOLD_MS", "ACE_HORIZON_S", "ACE_WINDOW_S", "ACE_WINDOW_MAX_POINTS"}
 

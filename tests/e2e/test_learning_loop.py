@@ -49,6 +49,8 @@ from services.trainer import config as tr_config
 from services.trainer import server as tr_server
 from tests.predictor import models
 
+pytestmark = pytest.mark.slow
+
 HORIZON_S = 60.0
 STEP_S = 10.0
 MIN_LABELS = 120

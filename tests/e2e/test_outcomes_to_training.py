@@ -26,6 +26,8 @@ from services.router import server as rt_server
 from services.trainer import config as tr_config
 from services.trainer import server as tr_server
 
+pytestmark = pytest.mark.slow
+
 STEP_S = 30.0
 POOR = "backend-00"  # its requests are served badly: quality 0.2
 

@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from ace.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.e2e.conftest import Fleet
+
+pytestmark = pytest.mark.slow
 
 SERVICES = {
     "feature_store": "ace.v1.FeatureStore",

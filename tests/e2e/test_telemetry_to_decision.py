@@ -11,6 +11,8 @@ from ace.v1 import router_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.e2e.conftest import Fleet
 from tools.demo_scenario import episodes, stream_scenario
 
+pytestmark = pytest.mark.slow
+
 THRESHOLD_MS = 300.0
 
 

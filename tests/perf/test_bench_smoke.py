@@ -4,7 +4,11 @@ a figure; speed is judged by `make bench` itself, in ratios."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.perf import run
+
+pytestmark = pytest.mark.slow
 
 FIGURES = (
     "`Decide` p50, sequential",

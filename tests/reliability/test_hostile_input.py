@@ -54,6 +54,8 @@ from tests.fakes import ADMIN, ADMIN_CALL
 from tests.predictor import models
 from tests.reliability.conftest import CASES, STATUSES
 
+pytestmark = pytest.mark.slow
+
 MIB = 1024 * 1024
 CLEAR_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 BASE_TIME = 1_767_225_600.0  # 2026-01-01

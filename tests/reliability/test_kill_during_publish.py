@@ -29,6 +29,8 @@ from tests.predictor import models
 from tests.predictor.test_server import predict_request
 from tools.constellation import Process
 
+pytestmark = pytest.mark.slow
+
 READY_S = 60.0
 
 

@@ -19,6 +19,9 @@ from services.router.server import start
 from tests.fakes import FakeFeatureStore, FakePredictor, serve, vector
 from tests.router.test_server import Watch, at
 
+# It waits out the router's predict deadline, call after call, on a predictor that never answers.
+pytestmark = pytest.mark.slow
+
 PREDICT_TIMEOUT_S = 0.2
 FALLBACK = "reactive fallback on observed latency"
 

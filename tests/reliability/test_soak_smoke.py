@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tools import soak
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_short_soak_has_no_failed_call(tmp_path: Path):

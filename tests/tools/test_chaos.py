@@ -12,6 +12,8 @@ import pytest
 from tools import chaos
 from tools.faults import FaultError
 
+pytestmark = pytest.mark.slow
+
 FAULTS = ["latency_spike", "predictor_killed", "feature_store_killed", "corrupted_model", "good_model"]
 
 

@@ -82,7 +82,8 @@ def handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
 def api() -> Iterator[FakeApi]:
     state = FakeApi()
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits out the poll interval, 0.5 s by default.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
     yield state

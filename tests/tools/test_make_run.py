@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 LOOP_EVENTS = ["FLEET CHANGE", "DRIFT", "RETRAIN", "SHADOWED", "PROMOTED", "OPERATOR", "ROLLED BACK"]
 
 

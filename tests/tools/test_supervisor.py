@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tools.constellation import Constellation
 from tools.faults import LocalFaults
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_killed_service_is_restarted_on_its_port(tmp_path: Path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from services.feature_store import server as fs_server
 from services.feature_store.config import FeatureStoreConfig
 from services.trainer import server as tr_server
@@ -13,6 +15,8 @@ from services.trainer.config import TrainerConfig
 from tests.fakes import OPEN_ADMIN
 from tests.ports import free_port
 from tools import train_job
+
+pytestmark = pytest.mark.slow
 
 
 def run(*argv: str) -> tuple[int, list[str]]:

@@ -56,6 +56,7 @@ def test_rows_count_more_the_further_quality_fell_and_1_without_labels():
         dataset.with_quality(data, [], weight=-1.0)
 
 
+@pytest.mark.slow
 def test_weights_raise_the_forecast_where_quality_fell():
     # Quality falls from 60% utilisation, latency breaches near 80%: the rows
     # ahead of a breach are weighted up, and the forest forecasts them higher.
