@@ -37,7 +37,7 @@ down: ## stop what `make up` started
 chaos-local: $(STAMP) ## the five chaos faults against supervised local processes on free ports (part of make test)
 	$(PY) -m tools.chaos_local
 
-# Kubernetes on kind: needs Docker, kind and kubectl (see "Kubernetes" in README.md).
+# Kubernetes on kind: needs Docker, kind and kubectl (see docs/kubernetes.md).
 IMAGE := ace:dev
 KIND_CLUSTER := ace
 K8S := kubectl -n ace

@@ -1,5 +1,5 @@
 """Synthetic quality labels whose fall comes before the latency breach, and
-the measurement the README quotes: held-out breach precision and recall of
+the measurement docs/model.md quotes: held-out breach precision and recall of
 the forest trained with and without quality weights.
 
 The synthetic backends are queues (services.common.synthetic): latency
