@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bench.foresight import runner
 from bench.foresight.__main__ import main
-
-pytestmark = pytest.mark.slow
 
 MAX_PNG_BYTES = 200_000
 
