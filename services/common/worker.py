@@ -1,7 +1,5 @@
-"""A background loop's thread and how it ends, written once: the router's
-sync loop and outcome forwarder, the client library's stream, the
-predictor's truth feed and learning loop, and the trainer's drift watcher
-each run in one.
+"""A background loop's thread and how it ends, written once for every
+loop a service or the client library runs beside its calls.
 
 The body loops until `stopping` is set and sleeps with
 `stopping.wait(seconds)`, so a stop ends a sleep at once. A body blocked
