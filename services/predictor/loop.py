@@ -147,6 +147,10 @@ class Loop:
         self._scorer = scorer
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=self.settings.shadow_queue)
         self._lock = threading.Lock()
+        # Held while the tick judges, acts on the roles and records the
+        # verdict, and while health() reads roles and verdict: a reader must
+        # never see a version promoted or rolled back under an older verdict.
+        self._verdicts = threading.Lock()
         self._new_labels: list[Label] = []
         self._dropped_batches = 0
         self._error_drift = PageHinkley(self.settings.error_drift)
@@ -285,8 +289,9 @@ class Loop:
                 self._labelled_since_tick.add(label.model_version)
             self._feed_error(active.version, labels)
         self._log_evaluations(active)
-        self._judge_candidate(active)
-        self._check_rollback()
+        with self._verdicts:
+            self._judge_candidate(active)
+            self._check_rollback()
 
     def _feed_error(self, active: str, labels: list[Label]) -> None:
         if self._drift_version != active:
@@ -346,8 +351,6 @@ class Loop:
             self._rollback_since[(candidate.version, active.version)] = paired.newest_as_of
         elif decision.verdict is Verdict.REFUSE:
             _log.warning("candidate_refused", version=candidate.version, active=active.version, reason=decision.reason)
-        # Recorded after acting, so that a reader who sees the verdict also
-        # sees its effect on the roles.
         self._record(decision, candidate.version, active.version)
 
     def _check_rollback(self) -> None:
@@ -374,6 +377,10 @@ class Loop:
     # -- reading -------------------------------------------------------------
 
     def health(self) -> Health:
+        with self._verdicts:
+            return self._health()
+
+    def _health(self) -> Health:
         active = self._registry.active
         versions = [
             VersionHealth(model.version, role, model.meta.horizon_s, self._scorer.scores(model.version))

@@ -4,6 +4,7 @@ worker and the tick called by hand."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from services.common.drift import Direction, PageHinkleySettings
 from services.predictor.gate import GateSettings, Verdict
-from services.predictor.loop import Loop, LoopSettings
+from services.predictor.loop import Health, Loop, LoopSettings
 from services.predictor.registry import Registry, Role
 from services.predictor.scoring import Limits, Scorer
 from tests.predictor import models
@@ -129,6 +130,43 @@ def test_a_forced_bad_version_is_rolled_back_to_the_previous_one(registry: Regis
     assert gate is not None and gate.decision.verdict is Verdict.ROLL_BACK
     assert registry.active is not None and registry.active.version == "good"
     assert roles(registry) == {"good": Role.ACTIVE, "bad": None}
+
+
+class ReadDuringRollback(Registry):
+    """Has the loop's health read from another thread just after a rollback
+    changed the roles, as a GetModelHealth call may be."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.loop: Loop | None = None
+        self.readers: list[threading.Thread] = []
+        self.seen: list[Health] = []
+
+    def restore_previous(self, active_version: str, reason: str) -> bool:
+        done = super().restore_previous(active_version, reason)
+        loop = self.loop
+        assert loop is not None
+        reader = threading.Thread(target=lambda: self.seen.append(loop.health()))
+        reader.start()
+        reader.join(0.2)  # long enough for a reader that does not wait for the verdict
+        self.readers.append(reader)
+        return done
+
+
+def test_health_never_shows_a_rollback_without_its_verdict(tmp_path: Path) -> None:
+    registry = ReadDuringRollback(tmp_path)
+    publish(registry, "good", 100.0)
+    loop = registry.loop = make_loop(registry)
+    traffic = Traffic(loop, registry)
+    traffic.run(5, truth_ms=100.0)
+    publish(registry, "bad", 2000.0)
+    traffic.run(MIN_LABELS, truth_ms=100.0)
+    for reader in registry.readers:
+        reader.join(10)
+    (health,) = registry.seen
+    active = next(v for v in health.versions if v.role is Role.ACTIVE)
+    assert active.version == "good"
+    assert health.last_gate is not None and health.last_gate.decision.verdict is Verdict.ROLL_BACK
 
 
 def test_the_rollback_rule_keeps_a_version_that_is_no_worse(registry: Registry) -> None:
