@@ -113,7 +113,7 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy, strict on services/
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) ## the fast tests, those not marked slow: the inner loop (under 30 s)
+unit: $(STAMP) ## the fast tests, those not marked slow: the inner loop (about 25 s)
 	$(PY) -m pytest -m "not slow"
 
 slow: $(STAMP) ## only the tests marked slow: processes, end-to-end runs, hypothesis sweeps, benchmark smoke runs
