@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import urllib.request
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -16,12 +17,21 @@ def text(port: int, path: str = "/metrics") -> str:
         return body.decode()
 
 
-def samples(port: int) -> Samples:
+def parse(exposition: str) -> Samples:
     out: Samples = {}
-    for family in text_string_to_metric_families(text(port)):
+    for family in text_string_to_metric_families(exposition):
         for s in family.samples:
             out[(s.name, frozenset(s.labels.items()))] = s.value
     return out
+
+
+def samples(port: int) -> Samples:
+    return parse(text(port))
+
+
+def collected(registry: CollectorRegistry) -> Samples:
+    """What a registry would serve, without a server."""
+    return parse(generate_latest(registry).decode())
 
 
 def value(found: Samples, name: str, **labels: str) -> float | None:
