@@ -1,5 +1,5 @@
-"""The README's configuration table lists every flag every service takes,
-with its environment variable, so the docs cannot fall behind the code."""
+"""The docs (the README and docs/*.md) list every flag every service takes,
+with its environment variable, so they cannot fall behind the code."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from services.predictor import config as predictor
 from services.router import config as router
 from services.trainer import config as trainer
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+DOCS = "\n".join([README, *(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))])
 PARSERS = {
     "feature_store": feature_store.parser,
     "predictor": predictor.parser,
@@ -36,8 +38,8 @@ def settings(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("service", sorted(PARSERS))
 def test_every_flag_and_variable_is_documented(service):
     for flag, env in settings(PARSERS[service]()):
-        assert f"`{flag}`" in README, f"{service}: {flag} missing from README"
-        assert env in README, f"{service}: {env} missing from README"
+        assert f"`{flag}`" in DOCS, f"{service}: {flag} missing from the docs"
+        assert env in DOCS, f"{service}: {env} missing from the docs"
 
 
 def test_the_two_commands_come_first():

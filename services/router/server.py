@@ -16,7 +16,7 @@ from services.common.errors import FailedPrecondition, InvalidInput
 from services.common.serving import RunningServer, start_server
 from services.common.slots import StreamSlots
 from services.common.timeutil import set_timestamp
-from services.router import operations, risk
+from services.router import explain, operations, risk
 from services.router.config import RouterConfig
 from services.router.forward import OutcomeForwarder
 from services.router.outcomes import DecisionLog, Status
@@ -200,6 +200,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             significant=c.significant,
             reason=c.reason,
         )
+
+    def ExplainDecision(
+        self, request: router_pb2.ExplainDecisionRequest, context: grpc.ServicerContext
+    ) -> router_pb2.DecisionRecord:
+        return explain.record(self._table, request.decision_id, lambda e: self._message([e], partial=True).backends[0])
 
     def _message(self, entries: list[Entry], *, partial: bool) -> router_pb2.RoutingTable:
         table = self._table

@@ -14,7 +14,7 @@ import yaml
 
 from tests import scrape
 from tests.deploy import promql
-from tests.e2e.conftest import Fleet, start_fleet, stop_fleet
+from tests.e2e.conftest import Fleet
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "ace-rules.yml"
@@ -54,13 +54,6 @@ def test_the_names_of_a_query_are_found(expr, names):
 
 def test_the_dashboard_and_the_rules_query_something():
     assert len(list(dashboard_queries())) >= 20 and len(list(rule_queries())) >= 10
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    running = start_fleet(tmp_path / "models")
-    yield running
-    stop_fleet(running)
 
 
 def test_every_queried_metric_is_exported_by_a_service(fleet: Fleet) -> None:
