@@ -12,7 +12,7 @@ from tests.e2e.conftest import Fleet
 from tests.tools.test_ace_cli import spiked
 
 
-def rows(dom: str) -> list[str]:
+def rows(dom: str) -> list[tuple[str, str]]:
     return re.findall(r'<tr class="([^"]+)" data-backend="([^"]+)">', dom)
 
 
