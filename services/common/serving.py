@@ -131,6 +131,11 @@ def serve_until_signal(running: RunningServer, grace_s: float, **listening: obje
     if running.metrics_port is not None:
         listening = {"metrics_port": running.metrics_port, **listening}
     _log.info("listening", port=running.port, **listening)
-    stop.wait()
+    # Python runs a signal handler only when the main thread wakes, and the
+    # kernel may hand SIGTERM to any thread (the metrics server's, say): a
+    # wait with no timeout could then sleep through it. Waking twice a
+    # second bounds that.
+    while not stop.wait(0.5):
+        pass
     running.stop(grace_s)
     _log.info("stopped", service=running.service_name)
