@@ -131,6 +131,7 @@ STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.3em; margin: 0 0 .3em; } h2 { font-size: 1.05em; margin: 1.4em 0 .4em; }
 table { border-collapse: collapse; } th, td { padding: .25em .7em; text-align: left; border-bottom: 1px solid #ddd; }
+td { white-space: nowrap; }
 th { background: #f3f3f3; } tr.open td.state { background: #f8c4c4; font-weight: bold; }
 tr.half-open td.state { background: #fbe3a8; } tr.closed td.state { background: #cdebcf; }
 tr.risk td:nth-child(5) { color: #b00; font-weight: bold; } .warn { color: #b00; } .meta { color: #666; }
@@ -162,7 +163,7 @@ Refreshes every {REFRESH_S} s. <a href="/metrics">metrics</a></p>
 {rows}</table>
 <h2>Model</h2>
 {_model(board)}
-<h2>Recent breaker transitions</h2>
+<h2>Recent breaker transitions, latest applied first</h2>
 {_transitions(board)}
 </body></html>
 """

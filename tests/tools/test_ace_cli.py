@@ -59,8 +59,8 @@ def test_explain_tells_a_decision_and_its_outcome(fleet: Fleet, capsys) -> None:
     code, out, _ = ace(fleet, capsys, "explain", decision.decision_id)
     assert code == 0
     assert out.startswith(f"decision {decision.decision_id}: sent to gpu-a at ")
-    assert "latency reported      123 ms" in out and "quality reported      not yet" in out
-    assert "gpu-a now       breaker closed, risk 100 ms, latency 100 ms" in out
+    assert "  latency reported      123 ms\n  quality reported      not yet\n" in out
+    assert "  gpu-a now             breaker closed, risk 100 ms, latency 100 ms" in out
     code, out, _ = ace(fleet, capsys, "--json", "explain", decision.decision_id)
     assert json.loads(out)["latency_ms"] == 123.0
 

@@ -137,21 +137,22 @@ def models(listed: predictor_pb2.ListModelsResponse, health: predictor_pb2.Model
 
 def explain(r: router_pb2.DecisionRecord) -> str:
     figure = ms(r.risk_ms) if r.HasField("risk_ms") else "none (cold or unknown)"
-    lines = [
-        f"decision {r.decision_id}: sent to {r.backend_id} at {when(r.decided_at)}",
-        f"  its risk figure then  {figure} against the threshold {ms(r.threshold_ms)}"
-        + (f", from model {r.model_version}" if r.model_version else ""),
-        f"  telemetry as of       {when(r.as_of)}",
-        f"  latency reported      {ms(r.latency_ms) if r.HasField('latency_ms') else 'not yet'}",
-        f"  quality reported      {f'{r.quality:.2f}' if r.HasField('quality') else 'not yet'}",
+    if r.model_version:
+        figure += f", from model {r.model_version}"
+    fields = [
+        ("its risk figure then", f"{figure}; threshold {ms(r.threshold_ms)}"),
+        ("telemetry as of", when(r.as_of)),
+        ("latency reported", ms(r.latency_ms) if r.HasField("latency_ms") else "not yet"),
+        ("quality reported", f"{r.quality:.2f}" if r.HasField("quality") else "not yet"),
     ]
     if r.HasField("backend_now"):
         b = r.backend_now
         risk_now = ms(b.risk_ms) if b.HasField("risk_ms") else "-"
-        lines.append(
-            f"  {r.backend_id} now       breaker {STATES.get(b.state, '?')}, risk {risk_now}, "
-            f"latency {ms(b.observed_latency_ms)}"
-        )
+        now = f"breaker {STATES.get(b.state, '?')}, risk {risk_now}, latency {ms(b.observed_latency_ms)}"
     else:
-        lines.append(f"  {r.backend_id} is no longer in the routing table")
+        now = "no longer in the routing table"
+    fields.append((f"{r.backend_id} now", now))
+    width = max(len(label) for label, _ in fields)
+    lines = [f"decision {r.decision_id}: sent to {r.backend_id} at {when(r.decided_at)}"]
+    lines += [f"  {label:<{width}}  {value}" for label, value in fields]
     return "\n".join(lines)
