@@ -15,12 +15,6 @@ UNARY, CLIENT_STREAM, SERVER_STREAM, BIDI_STREAM = "unary", "client_stream", "se
 Behavior = Callable[..., Any]
 
 
-def kind_of(handler: grpc.RpcMethodHandler) -> str:
-    if handler.request_streaming:
-        return BIDI_STREAM if handler.response_streaming else CLIENT_STREAM
-    return SERVER_STREAM if handler.response_streaming else UNARY
-
-
 def rebuild(
     handler: grpc.RpcMethodHandler,
     wrap: Callable[[Behavior, str], Behavior],
@@ -28,16 +22,15 @@ def rebuild(
 ) -> grpc.RpcMethodHandler:
     """The handler with its behaviour replaced by wrap(behaviour, kind);
     `request_deserializer` replaces the handler's own when given."""
-    kind = kind_of(handler)
     deserializer = request_deserializer or handler.request_deserializer
-    make, behavior = {
-        UNARY: (grpc.unary_unary_rpc_method_handler, handler.unary_unary),
-        CLIENT_STREAM: (grpc.stream_unary_rpc_method_handler, handler.stream_unary),
-        SERVER_STREAM: (grpc.unary_stream_rpc_method_handler, handler.unary_stream),
-        BIDI_STREAM: (grpc.stream_stream_rpc_method_handler, handler.stream_stream),
-    }[kind]
-    if behavior is None:
-        return handler
-    return make(
-        wrap(behavior, kind), request_deserializer=deserializer, response_serializer=handler.response_serializer
-    )
+    serializer = handler.response_serializer
+    # An if chain, not a table: this runs for every call of every method.
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary, UNARY), deserializer, serializer)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary, CLIENT_STREAM), deserializer, serializer)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream, SERVER_STREAM), deserializer, serializer)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, BIDI_STREAM), deserializer, serializer)
+    return handler

@@ -22,12 +22,9 @@ def record(table: RoutingTable, decision_id: str, route: Route) -> router_pb2.De
         raise FailedPrecondition("decision_id: this router keeps no decision log")
     if not decision_id:
         raise InvalidInput("decision_id: must not be empty")
-    decision = log.get(decision_id)
+    decision, why = log.lookup(decision_id)
     if decision is None:
-        raise NotFound(
-            f"decision_id: {decision_id!r} is not in this router's decision log "
-            "(issued by another router or before a restart, or expired)"
-        )
+        raise NotFound(why)
     out = router_pb2.DecisionRecord(
         decision_id=decision.decision_id,
         backend_id=decision.backend_id,

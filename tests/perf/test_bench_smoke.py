@@ -8,6 +8,8 @@ from bench.perf import run
 
 FIGURES = (
     "`Decide` p50, sequential",
+    "`Decide` p50 with metrics on",
+    "metrics on against off",
     "`Decide` p99, sequential",
     "`Decide` throughput",
     "local pick through `RouterClient`",

@@ -70,6 +70,8 @@ def test_a_refused_call_is_one_line_on_stderr_and_exit_code_1(fleet: Fleet, caps
     code, out, err = ace(fleet, capsys, "explain", decision_id)
     assert (code, out) == (1, "")
     assert err.startswith(f"ace explain: the router at {fleet.addr('router')} answered {status}: decision_id: ")
+    if status == "NOT_FOUND":
+        assert "was issued by another router instance (or before a restart)" in err
 
 
 def test_a_service_that_is_not_there_is_named(fleet: Fleet, capsys) -> None:
