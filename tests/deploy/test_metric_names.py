@@ -5,6 +5,7 @@ renamed metric fails here, not on an operator's empty panel."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tests.e2e.conftest import Fleet
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "ace-rules.yml"
 DASHBOARD = DEPLOY / "grafana" / "ace-dashboard.json"
+OPERATIONS = DEPLOY.parent / "docs" / "operations.md"
 
 
 def rule_queries() -> Iterator[tuple[str, str]]:
@@ -68,3 +70,7 @@ def test_every_queried_metric_is_exported_by_a_service(fleet: Fleet) -> None:
         if name not in served
     }
     assert not missing, "queried but exported by no service:\n" + "\n".join(sorted(missing))
+    documented = set(re.findall(r"`((?:ace|grpc_server)_[a-z_]+)`", OPERATIONS.read_text()))
+    assert len(documented) >= 40
+    undocumented = {name for name in documented if name not in served and name not in families}
+    assert not undocumented, f"docs/operations.md names metrics no service exports: {sorted(undocumented)}"
