@@ -9,6 +9,7 @@ RUN_DIR := .run
 
 .DEFAULT_GOAL := help
 .PHONY: help setup run up down test lint typecheck unit slow protos check-protos clean
+.PHONY: system-packages check-rules
 .PHONY: bench
 .PHONY: bench-foresight
 .PHONY: soak fuzz
@@ -24,6 +25,21 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $@
 
 setup: $(STAMP) ## create .venv with the pinned dependencies
+
+# From Debian, for the tests: prometheus (promtool checks the alert rules; the
+# server scrapes the services in a test) and chromium (renders the risk board).
+SYSTEM_PACKAGES := prometheus chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+system-packages: ## install what the tests need from Debian (once; quiet when they are there)
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
+	  echo "installing $(SYSTEM_PACKAGES) from Debian (once) ..."; \
+	  $(SUDO) apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; }
+
+check-rules: system-packages ## promtool: the alert rules are valid and their unit tests pass
+	@promtool check rules deploy/prometheus/ace-rules.yml
+	@cd deploy/prometheus && promtool test rules ace-rules.test.yml
 
 run: $(STAMP) ## start the four services, train and publish a model, stream the demo scenario
 	$(PY) -m tools.demo
@@ -116,10 +132,10 @@ typecheck: $(STAMP) ## mypy, strict on services/
 unit: $(STAMP) ## the fast tests, those not marked slow: the inner loop (about 25 s)
 	$(PY) -m pytest -m "not slow"
 
-slow: $(STAMP) ## only the tests marked slow: processes, end-to-end runs, hypothesis sweeps, benchmark smoke runs
+slow: $(STAMP) system-packages ## only the tests marked slow: processes, end-to-end runs, hypothesis sweeps, benchmark smoke runs
 	$(PY) -m pytest -m slow
 
-test: $(STAMP) check-protos lint typecheck ## set up, check the stubs, lint, type-check and run every test
+test: $(STAMP) system-packages check-protos check-rules lint typecheck ## set up, check the stubs and the alert rules, lint, type-check and run every test
 	$(PY) -m pytest
 
 clean: ## remove the virtual environment and run files

@@ -43,6 +43,7 @@ class Process:
     popen: subprocess.Popen[str]
     log_path: Path
     port: int = 0
+    metrics_port: int = 0  # 0 until it listens (or when it serves no metrics)
     listening: threading.Event = field(default_factory=threading.Event)
     started_at: float = field(default_factory=time.monotonic)
     pump: threading.Thread | None = None
@@ -74,6 +75,7 @@ class Process:
                         continue
                     if event.get("event") == "listening":
                         self.port = int(event["port"])
+                        self.metrics_port = int(event.get("metrics_port", 0))
                         self.listening.set()
         self.listening.set()  # the process ended: wake whoever waits
 
@@ -140,12 +142,14 @@ class Constellation:
                 self._supervisors.append(thread)
         return self
 
-    def _start_one(self, name: str, port: int, fresh_log: bool = True) -> None:
+    def _start_one(self, name: str, port: int, fresh_log: bool = True, metrics_port: int | None = None) -> None:
         env = {**os.environ, **self.env, "ACE_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
         for other, proc in self.processes.items():
             if other != name:
                 env[ADDR_ENV[other]] = f"127.0.0.1:{proc.port}"
         args = [sys.executable, "-m", f"services.{name}", "--host", "127.0.0.1", "--port", str(port)]
+        if metrics_port:
+            args += ["--metrics-port", str(metrics_port)]
         args += self.extra_args.get(name, [])
         log_path = self.run_dir / "logs" / f"{name}.log"
         if fresh_log:
@@ -178,7 +182,8 @@ class Constellation:
                 return
             backoff = min(backoff * 2, MAX_RESTART_BACKOFF_S)
             try:
-                self._start_one(name, proc.port or self.ports[name], fresh_log=False)
+                # The ports it had: a scraper and a proxy find it where it was.
+                self._start_one(name, proc.port or self.ports[name], fresh_log=False, metrics_port=proc.metrics_port)
             except StartError as exc:
                 self.echo(f"supervisor: {exc}")
                 self.processes[name].popen.kill()  # one that hangs without listening counts as dead

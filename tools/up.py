@@ -73,10 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     with constellation:
         pid_file.write_text(str(os.getpid()))
         for name, proc in constellation.processes.items():
-            print(f"{name:<13} 127.0.0.1:{proc.port}  pid {proc.popen.pid}  log {proc.log_path}")
+            metrics = f"metrics http://127.0.0.1:{proc.metrics_port}/metrics" if proc.metrics_port else "no metrics"
+            print(f"{name:<13} 127.0.0.1:{proc.port}  {metrics}  pid {proc.popen.pid}  log {proc.log_path}")
         if not args.no_bootstrap:
             bootstrap_model(constellation)
-        print("ACE is up. Try: grpcurl -plaintext localhost:50053 list   (Ctrl-C or `make down` stops it)")
+        board = constellation.processes["router"].metrics_port
+        print(f"ACE is up. Risk board: http://127.0.0.1:{board}/   Risks: .venv/bin/python -m tools.ace risk")
+        print("Try: grpcurl -plaintext localhost:50053 list   (Ctrl-C or `make down` stops it)")
         stop.wait()
         print("stopping ...")
     pid_file.unlink(missing_ok=True)

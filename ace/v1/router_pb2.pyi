@@ -284,3 +284,33 @@ class PolicyShadowReport(_message.Message):
     significant: bool
     reason: str
     def __init__(self, live_threshold_ms: _Optional[float] = ..., alternative_threshold_ms: _Optional[float] = ..., decisions: _Optional[int] = ..., differing: _Optional[int] = ..., pairs: _Optional[int] = ..., compared: _Optional[int] = ..., missing_live: _Optional[int] = ..., missing_alternative: _Optional[int] = ..., live_breaches: _Optional[int] = ..., alternative_breaches: _Optional[int] = ..., only_live_breached: _Optional[int] = ..., only_alternative_breached: _Optional[int] = ..., p_value: _Optional[float] = ..., significant: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ExplainDecisionRequest(_message.Message):
+    __slots__ = ("decision_id",)
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
+
+class DecisionRecord(_message.Message):
+    __slots__ = ("decision_id", "backend_id", "decided_at", "as_of", "risk_ms", "model_version", "latency_ms", "quality", "threshold_ms", "backend_now")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    RISK_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_NOW_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    backend_id: str
+    decided_at: _timestamp_pb2.Timestamp
+    as_of: _timestamp_pb2.Timestamp
+    risk_ms: float
+    model_version: str
+    latency_ms: float
+    quality: float
+    threshold_ms: float
+    backend_now: BackendRoute
+    def __init__(self, decision_id: _Optional[str] = ..., backend_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., risk_ms: _Optional[float] = ..., model_version: _Optional[str] = ..., latency_ms: _Optional[float] = ..., quality: _Optional[float] = ..., threshold_ms: _Optional[float] = ..., backend_now: _Optional[_Union[BackendRoute, _Mapping]] = ...) -> None: ...

@@ -78,6 +78,11 @@ class RouterStub:
                 request_serializer=ace_dot_v1_dot_router__pb2.GetPolicyShadowRequest.SerializeToString,
                 response_deserializer=ace_dot_v1_dot_router__pb2.PolicyShadowReport.FromString,
                 _registered_method=True)
+        self.ExplainDecision = channel.unary_unary(
+                '/ace.v1.Router/ExplainDecision',
+                request_serializer=ace_dot_v1_dot_router__pb2.ExplainDecisionRequest.SerializeToString,
+                response_deserializer=ace_dot_v1_dot_router__pb2.DecisionRecord.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -172,6 +177,18 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainDecision(self, request, context):
+        """What the router's decision log holds of one decision (the backend, the
+        figure and model it rested on, the outcome reported since) and how that
+        backend stands now: what `python -m tools.ace explain` prints.
+        INVALID_ARGUMENT for an empty id; NOT_FOUND for an id this router never
+        issued or no longer holds (past --decision-log-max-age-s or
+        --decision-log-max); FAILED_PRECONDITION for a router that keeps no log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +221,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.GetPolicyShadow,
                     request_deserializer=ace_dot_v1_dot_router__pb2.GetPolicyShadowRequest.FromString,
                     response_serializer=ace_dot_v1_dot_router__pb2.PolicyShadowReport.SerializeToString,
+            ),
+            'ExplainDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainDecision,
+                    request_deserializer=ace_dot_v1_dot_router__pb2.ExplainDecisionRequest.FromString,
+                    response_serializer=ace_dot_v1_dot_router__pb2.DecisionRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -382,6 +404,33 @@ class Router:
             '/ace.v1.Router/GetPolicyShadow',
             ace_dot_v1_dot_router__pb2.GetPolicyShadowRequest.SerializeToString,
             ace_dot_v1_dot_router__pb2.PolicyShadowReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ace.v1.Router/ExplainDecision',
+            ace_dot_v1_dot_router__pb2.ExplainDecisionRequest.SerializeToString,
+            ace_dot_v1_dot_router__pb2.DecisionRecord.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,21 +25,27 @@ class DecideFigures:
 
 def run(sizes: Sizes, worker: Executor) -> tuple[list[Row], DecideFigures]:
     servers: dict[int, RunningServer] = {}
+    metered: RunningServer | None = None
     try:
         for n in sizes.fleet_sizes:
             servers[n] = fixtures.router_with_echo(fixtures.table_of(n))
-        return _measure(sizes, worker, servers)
+        metered = fixtures.router_with_echo(fixtures.table_of(sizes.fleet_sizes[0]), metrics=True)
+        return _measure(sizes, worker, servers, metered)
     finally:
-        fixtures.stop_all(list(servers.values()))
+        fixtures.stop_all([*servers.values(), *([metered] if metered else [])])
 
 
-def _measure(sizes: Sizes, worker: Executor, servers: dict[int, RunningServer]) -> tuple[list[Row], DecideFigures]:
+def _measure(
+    sizes: Sizes, worker: Executor, servers: dict[int, RunningServer], metered: RunningServer
+) -> tuple[list[Row], DecideFigures]:
     small, *larger = sizes.fleet_sizes
     addr = {n: f"127.0.0.1:{s.port}" for n, s in servers.items()}
     request = fixtures.decide_request(sizes.candidates)
     jobs: list[load.Job] = [
         ("echo", addr[small], fixtures.ECHO_METHOD, request),
         (f"decide@{small}", addr[small], fixtures.DECIDE_METHOD, request),
+        ("echo+metrics", f"127.0.0.1:{metered.port}", fixtures.ECHO_METHOD, request),
+        ("decide+metrics", f"127.0.0.1:{metered.port}", fixtures.DECIDE_METHOD, request),
     ]
     jobs += [(f"decide@{n}", addr[n], fixtures.DECIDE_METHOD, request) for n in larger]
     biggest = sizes.fleet_sizes[-1]
@@ -53,8 +59,25 @@ def _measure(sizes: Sizes, worker: Executor, servers: dict[int, RunningServer]) 
     echo_rate, decide_rate = median(tput["echo"]), median(tput[f"decide@{small}"])
     picks_per_s = _local_picks(addr[small], sizes)
     what = f"{sizes.candidates} candidates named, {small} backends"
+    metrics_on = seq["decide+metrics"]
     rows = [
         _ratio_row(f"`Decide` p50, sequential ({what})", pct(decide, 50), pct(echo, 50), "echo", 1.15),
+        _ratio_row(
+            "`Decide` p50 with metrics on (gRPC metrics interceptor, decision counter), as the router serves it; "
+            "echo on the same server",
+            pct(metrics_on, 50),
+            pct(seq["echo+metrics"], 50),
+            "echo",
+            1.15,
+        ),
+        Row(
+            "`Decide` p50, metrics on against off (same table, same run)",
+            us(pct(metrics_on, 50)),
+            f"metrics off {us(pct(decide, 50))}; echo {us(pct(seq['echo+metrics'], 50))} on, {us(pct(echo, 50))} off",
+            f"{pct(metrics_on, 50) / pct(decide, 50):.2f} {TIMES} off",
+            "—",
+            None,
+        ),
         _ratio_row("`Decide` p99, sequential", pct(decide, 99), pct(echo, 99), "echo", 1.15),
         Row(
             f"`Decide` throughput, {sizes.in_flight} calls in flight from one client process",

@@ -14,10 +14,12 @@ from ace.v1 import predictor_pb2, router_pb2, router_pb2_grpc
 from services.common import features, logs, synthetic
 from services.common.serving import RunningServer, start_server
 from services.common.window import WindowLimits
+from services.router import operations
 from services.router.outcomes import DecisionLog
 from services.router.policy import Settings
 from services.router.server import SERVICE_NAME, RouterServicer
 from services.router.table import RoutingTable, Update
+from services.router.transitions import TransitionLog
 from services.trainer import dataset, train
 from services.trainer.publish import metadata_of
 
@@ -98,16 +100,22 @@ def echo_handler() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(ECHO_SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(_echo)})
 
 
-def router_with_echo(table: RoutingTable) -> RunningServer:
+def router_with_echo(table: RoutingTable, *, metrics: bool = False) -> RunningServer:
     """The router's servicer over `table`, on the server setup every ACE
     service uses (error interceptor, health, reflection, thread pool), with
-    the echo method on the same server."""
+    the echo method on the same server. With `metrics`, also what the
+    router's metrics port adds, as `start` wires it: the gRPC metrics
+    interceptor, the decision counter and the collectors (which cost only
+    when scraped, and nothing scrapes during a benchmark)."""
 
     def register(server: grpc.Server) -> None:
         router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(table, table.settings), server)
         server.add_generic_rpc_handlers([echo_handler()])
 
-    return start_server(host="127.0.0.1", port=0, service_name=SERVICE_NAME, register=register, serving=True)
+    setup = operations.setup(0, table, TransitionLog(table), lambda: None) if metrics else None
+    return start_server(
+        host="127.0.0.1", port=0, service_name=SERVICE_NAME, register=register, serving=True, metrics=setup
+    )
 
 
 def stop_all(servers: list[RunningServer], close: list[Callable[[], None]] | None = None) -> None:

@@ -26,7 +26,9 @@ METHOD = """
   nothing else runs while `Decide` is timed), the predictor and the feature store as `start()` makes them,
   all on the server setup every service shares (`services/common/serving.py`). The **echo** baseline is a
   unary method registered on the very server that serves `Decide`, so both pass the same interceptor and
-  thread pool; it returns its request's bytes.
+  thread pool; it returns its request's bytes. Those servers serve no metrics; the **metrics on** rows
+  run `Decide` on a second router set up as the router's `start` sets it up (the gRPC metrics
+  interceptor, the decision counter, the collectors, the HTTP port), measured in the same blocks.
 - **Clients** run in a separate worker process, so their Python never shares a GIL with the server. They
   send serialized requests and do not parse answers, for the figure and its baseline alike. Sequential
   latency alternates blocks of calls between the figure and its baseline, so drift hits both; throughput

@@ -43,6 +43,11 @@ class ChangeFeed:
             self._subs.append(sub)
         return sub
 
+    @property
+    def subscribers(self) -> int:
+        with self._cond:
+            return len(self._subs)
+
     def publish(self, keys: Iterable[str]) -> None:
         keys = set(keys)
         if not keys:

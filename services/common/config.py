@@ -15,6 +15,11 @@ from services.common import tls
 T = TypeVar("T")
 
 DEFAULT_PORTS = {"feature_store": 50051, "predictor": 50052, "router": 50053, "trainer": 50054}
+# Each service's Prometheus metrics port (HTTP), apart from its gRPC port so
+# a scraper never needs the gRPC port and TLS stays the gRPC port's business.
+DEFAULT_METRICS_PORTS = {"feature_store": 9451, "predictor": 9452, "router": 9453, "trainer": 9454}
+# --metrics-port value that serves no metrics at all.
+METRICS_OFF = -1
 ADDR_ENV = {
     "feature_store": "ACE_FEATURE_STORE_ADDR",
     "predictor": "ACE_PREDICTOR_ADDR",
@@ -94,6 +99,22 @@ def service_parser(service: str, description: str) -> argparse.ArgumentParser:
         default="",
         help="PEM CA: call the services this one depends on over TLS, checking their certificates",
     )
+    metrics_env = f"ACE_{service.upper()}_METRICS_PORT"
+    raw = os.environ.get(metrics_env)
+    try:
+        # None until resolved in check_shared: its default depends on --port.
+        metrics_default = int(raw) if raw else None
+    except ValueError as exc:
+        parser.error(f"{metrics_env}={raw!r}: {exc}")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=metrics_default,
+        help=f"HTTP port of the Prometheus metrics ({METRICS_OFF}: none; 0 picks a free one) [env {metrics_env}; "
+        f"default {DEFAULT_METRICS_PORTS[service]}, or 0 when --port is 0 so that servers started for tests "
+        "never collide]",
+    )
+    parser.set_defaults(metrics_default_port=DEFAULT_METRICS_PORTS[service])
     return parser
 
 
@@ -116,18 +137,28 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 def check_shared(args: argparse.Namespace) -> None:
     """The rules for the options service_parser adds, applied once for all."""
     require(0 <= args.port <= 65535, f"--port must be in [0, 65535], got {args.port}")
+    if args.metrics_port is None:
+        args.metrics_port = 0 if args.port == 0 else args.metrics_default_port
+    require(
+        METRICS_OFF <= args.metrics_port <= 65535,
+        f"--metrics-port must be in [{METRICS_OFF}, 65535] ({METRICS_OFF}: no metrics), got {args.metrics_port}",
+    )
+    require(
+        args.metrics_port in (0, METRICS_OFF) or args.metrics_port != args.port,
+        f"--metrics-port must differ from --port, both are {args.port}",
+    )
     require(math.isfinite(args.grace_s) and args.grace_s >= 0, f"--grace-s must be >= 0, got {args.grace_s}")
     require(args.log_format in LOG_FORMATS, f"--log-format must be console or json, got {args.log_format!r}")
     args.log_level = args.log_level.lower()
     require(args.log_level in LOG_LEVELS, f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}")
 
 
-SHARED_FIELDS = ("host", "port", "grace_s", "log_format", "log_level")
+SHARED_FIELDS = ("host", "port", "grace_s", "log_format", "log_level", "metrics_port")
 
 
 def shared(args: argparse.Namespace) -> dict[str, Any]:
     """The options service_parser adds, as keyword arguments for a service's
-    config dataclass (each declares these five fields and `tls`)."""
+    config dataclass (each declares these six fields and `tls`)."""
     try:
         settings = tls.load(args.tls_cert_file, args.tls_key_file, args.tls_ca_file)
     except tls.TlsError as exc:

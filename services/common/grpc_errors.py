@@ -10,6 +10,7 @@ import grpc
 import structlog
 
 from services.common import errors
+from services.common.handlers import BIDI_STREAM, CLIENT_STREAM, UNARY, Behavior, rebuild
 
 _log = structlog.get_logger("grpc")
 
@@ -131,28 +132,11 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, streaming=False),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method, streaming=True),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, streaming=False),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method, streaming=True),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+
+        def wrap(behavior: Behavior, kind: str) -> Behavior:
+            streaming = kind in (CLIENT_STREAM, BIDI_STREAM)
+            if kind in (UNARY, CLIENT_STREAM):
+                return _wrap_unary(behavior, method, streaming)
+            return _wrap_stream(behavior, method, streaming)
+
+        return rebuild(handler, wrap, _tolerant(handler.request_deserializer))

@@ -1,6 +1,6 @@
 """Starting and stopping one gRPC server the same way in every service: the
-error interceptor, the library health servicer, reflection, and a graceful
-stop on SIGTERM or SIGINT."""
+error interceptor, the library health servicer, reflection, the Prometheus
+endpoint, and a graceful stop on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from services.common.admin import AdminAuth, AdminInterceptor
 from services.common.grpc_errors import ErrorInterceptor
+from services.common.grpc_metrics import GrpcMetrics
+from services.common.metrics import MetricsServer, MetricsSetup
 from services.common.reflection import DocumentedReflection
 from services.common.tls import PLAINTEXT, Tls, add_port
 
@@ -40,6 +42,8 @@ class RunningServer:
     on_closing: list[Callable[[], None]] = field(default_factory=list)
     # Run once the server has stopped: release what the service holds.
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # The HTTP port of /metrics (and the service's pages); None: no metrics.
+    metrics_port: int | None = None
 
     def set_serving(self, serving: bool) -> None:
         """Readiness: whether the service can do its job. The server itself
@@ -69,14 +73,20 @@ def start_server(
     options: Sequence[tuple[str, int]] = (),
     admin: AdminAuth | None = None,
     tls: Tls = PLAINTEXT,
+    metrics: MetricsSetup | None = None,
 ) -> RunningServer:
     """Starts a server with the service that `register` adds, health and
     reflection. Port 0 picks a free port; the bound one is returned. Admin
     calls are refused unless `admin` holds a token (or is insecure). With a
-    certificate in `tls`, the port serves TLS only."""
+    certificate in `tls`, the port serves TLS only. With `metrics`, every
+    call is counted and timed, and the registry is served over HTTP."""
+    interceptors: list[grpc.ServerInterceptor] = [AdminInterceptor(admin or AdminAuth()), ErrorInterceptor()]
+    if metrics is not None:
+        # Outermost: it sees the status the guard and the error mapping set.
+        interceptors.insert(0, GrpcMetrics(metrics.registry, metrics.observers))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service_name),
-        interceptors=[AdminInterceptor(admin or AdminAuth()), ErrorInterceptor()],
+        interceptors=interceptors,
         options=list(options),
     )
     register(server)
@@ -87,8 +97,19 @@ def start_server(
     bound = add_port(server, f"{host}:{port}", tls)
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
+    http = None
+    if metrics is not None:
+        try:
+            http = MetricsServer(host, metrics.port, metrics.registry, metrics.pages)
+        except OSError as exc:
+            server.stop(0)
+            raise OSError(f"could not bind the metrics port {host}:{metrics.port}: {exc.strerror or exc}") from exc
     server.start()
     running = RunningServer(server=server, port=bound, service_name=service_name, health=health_servicer)
+    if http is not None:
+        running.metrics_port = http.start().port
+        # After the grace period: a scraper sees the calls drain.
+        running.on_stop.append(http.stop)
     health_servicer.set("", SERVING)
     running.set_serving(serving)
     return running
@@ -107,7 +128,14 @@ def serve_until_signal(running: RunningServer, grace_s: float, **listening: obje
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if running.metrics_port is not None:
+        listening = {"metrics_port": running.metrics_port, **listening}
     _log.info("listening", port=running.port, **listening)
-    stop.wait()
+    # Python runs a signal handler only when the main thread wakes, and the
+    # kernel may hand SIGTERM to any thread (the metrics server's, say): a
+    # wait with no timeout could then sleep through it. Waking twice a
+    # second bounds that.
+    while not stop.wait(0.5):
+        pass
     running.stop(grace_s)
     _log.info("stopped", service=running.service_name)

@@ -23,6 +23,8 @@ class FeatureStoreConfig:
     log_format: str = ""  # "" picks by terminal
     log_level: str = "info"
     tls: Tls = PLAINTEXT
+    # Prometheus metrics over HTTP; off unless set (the command line sets it).
+    metrics_port: int = config.METRICS_OFF
     window_s: float = 300.0
     window_max_points: int = 256
     max_backends: int = 10_000

@@ -11,8 +11,10 @@ import grpc
 
 from ace.v1 import feature_store_pb2, feature_store_pb2_grpc, telemetry_pb2
 from services.common import outcome_summary
+from services.common.config import METRICS_OFF
 from services.common.errors import FailedPrecondition, InvalidInput, ResourceExhausted, Unavailable
 from services.common.features import FEATURE_NAMES, SCHEMA_VERSION
+from services.common.metrics import MetricsSetup
 from services.common.points import to_message
 from services.common.serving import RunningServer, start_server
 from services.common.slots import StreamSlots
@@ -20,6 +22,7 @@ from services.common.telemetry import Point, problem
 from services.common.timeutil import set_timestamp, to_seconds
 from services.feature_store.config import FeatureStoreConfig
 from services.feature_store.history import History, Retention, event_range
+from services.feature_store.metrics import IngestMetrics, StoreCollector
 from services.feature_store.outcomes import OutcomeLog
 from services.feature_store.store import BackendVector, Rejection, Store
 
@@ -72,9 +75,16 @@ def features_response(vectors: Iterable[BackendVector]) -> feature_store_pb2.Get
 
 class FeatureStoreServicer(feature_store_pb2_grpc.FeatureStoreServicer):
     def __init__(
-        self, store: Store, *, max_points_per_request: int, max_streams: int, outcomes: OutcomeLog | None = None
+        self,
+        store: Store,
+        *,
+        max_points_per_request: int,
+        max_streams: int,
+        outcomes: OutcomeLog | None = None,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._outcomes = outcomes
         self._max_points = max_points_per_request
         self._streams = StreamSlots(max_streams)
@@ -86,6 +96,8 @@ class FeatureStoreServicer(feature_store_pb2_grpc.FeatureStoreServicer):
         if n > self._max_points:
             raise InvalidInput(f"points: at most {self._max_points} per request, got {n}")
         result = self._store.ingest([point_of(p) for p in request.points])
+        if self._metrics is not None:
+            self._metrics.ingested(result.accepted, result.rejected)
         # Per-point rejections keep the valid points of a mixed batch; a
         # request that stored nothing because of the cap is refused as a
         # whole, so a client sees the overload in the status it retries on.
@@ -109,6 +121,8 @@ class FeatureStoreServicer(feature_store_pb2_grpc.FeatureStoreServicer):
         with self._streams.hold("IngestStream"):
             for index, msg in enumerate(request_iterator):
                 result = self._store.ingest((point_of(msg),), first_index=index)
+                if self._metrics is not None:
+                    self._metrics.ingested(result.accepted, result.rejected)
                 accepted += result.accepted
                 if result.rejected:
                     rejected.extend(result.rejected)
@@ -196,12 +210,16 @@ def start(config: FeatureStoreConfig, store: Store | None = None) -> RunningServ
     if config.history_dir is not None:
         share = Retention(max(config.history_max_bytes // OUTCOMES_SHARE, 1), config.history_max_age_s)
         outcomes = OutcomeLog(config.history_dir, share)
+    metrics = None if config.metrics_port == METRICS_OFF else MetricsSetup(config.metrics_port)
     servicer = FeatureStoreServicer(
         store,
         max_points_per_request=config.max_points_per_request,
         max_streams=config.max_streams,
         outcomes=outcomes,
+        metrics=IngestMetrics(metrics.registry) if metrics is not None else None,
     )
+    if metrics is not None:
+        metrics.registry.register(StoreCollector(store))
     running = start_server(
         host=config.host,
         port=config.port,
@@ -211,6 +229,7 @@ def start(config: FeatureStoreConfig, store: Store | None = None) -> RunningServ
         max_workers=config.max_streams + UNARY_WORKERS,
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
         tls=config.tls,
+        metrics=metrics,
     )
     # Watch streams never end on their own: end them before the grace period
     # so that it serves the calls that do.

@@ -74,6 +74,16 @@ class Store:
             return len(self._backends)
 
     @property
+    def watchers(self) -> int:
+        """Subscriptions open now (WatchFeatures streams)."""
+        return self._changes.subscribers
+
+    def window_fill(self) -> list[tuple[str, int]]:
+        """(backend_id, points in its window) for every backend, unsorted."""
+        with self._lock:
+            return [(backend_id, len(b.window)) for backend_id, b in self._backends.items()]
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

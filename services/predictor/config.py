@@ -27,6 +27,8 @@ class PredictorConfig:
     log_format: str = ""
     log_level: str = "info"
     tls: Tls = PLAINTEXT
+    # Prometheus metrics over HTTP; off unless set (the command line sets it).
+    metrics_port: int = config.METRICS_OFF
     model_dir: Path = Path(".run/models")
     max_model_bytes: int = 64 * MIB
     # PublishModel and Rollback need this token; the default refuses them.

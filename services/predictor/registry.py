@@ -159,6 +159,10 @@ def _read_state(path: Path) -> _State:
     return _State(active, history, candidate, previous)
 
 
+# The kind of swap each activation event is, for on_swap.
+SWAP_KINDS = {"model_activated": "publish", "model_promoted": "promotion", "model_rolled_back": "rollback"}
+
+
 class Registry:
     """Stores versions, keeps the active one loaded and restores it at start.
 
@@ -167,6 +171,10 @@ class Registry:
     call in flight finishes on the version it started with."""
 
     def __init__(self, model_dir: Path, clock: Callable[[], float] = time.time) -> None:
+        # Told of every swap of the active version: its kind (publish,
+        # promotion, rollback or operator_rollback) and the seconds from the
+        # call's start (loading and checking the version included) to the swap.
+        self.on_swap: Callable[[str, float], None] = lambda kind, seconds: None
         self._dir = model_dir
         self._versions_dir = model_dir / "versions"
         self._staging_dir = model_dir / "staging"
@@ -227,6 +235,7 @@ class Registry:
                 raise AlreadyExists(f"version: {meta.version!r} is already stored")
             if meta.shadow and meta.stage_only:
                 raise InvalidInput("shadow: a version is either staged only or shadowed, not both")
+            started = time.perf_counter()
             try:
                 model = load_in_background(meta, onnx_bytes)
             except InvalidInput as exc:
@@ -261,7 +270,12 @@ class Registry:
             if replaced is not None:
                 shadows = Shadows(candidate=self._without(shadows.candidate, model), previous=replaced)
             self._activate(
-                model, remember_current=True, event="model_activated", shadows=shadows, forced=replaced is not None
+                model,
+                remember_current=True,
+                event="model_activated",
+                shadows=shadows,
+                started=started,
+                forced=replaced is not None,
             )
             return VersionInfo(meta, published_at, active=True, role=Role.ACTIVE)
 
@@ -269,24 +283,40 @@ class Registry:
         """Makes the candidate `version` active, keeping the version it
         replaces as PREVIOUS. False (nothing done) when `version` is no
         longer the candidate: a newer one replaced it meanwhile."""
+        started = time.perf_counter()
         with self._lock:
             candidate, replaced = self._shadows.candidate, self.active
             if candidate is None or candidate.version != version or replaced is None:
                 return False
             shadows = Shadows(candidate=None, previous=replaced)
-            self._activate(candidate, remember_current=True, event="model_promoted", shadows=shadows, reason=reason)
+            self._activate(
+                candidate,
+                remember_current=True,
+                event="model_promoted",
+                shadows=shadows,
+                started=started,
+                reason=reason,
+            )
             return True
 
     def restore_previous(self, active_version: str, reason: str) -> bool:
         """Rolls the active version back to PREVIOUS, which stops running in
         shadow; the version left is not remembered. False (nothing done)
         when `active_version` is no longer active or there is no PREVIOUS."""
+        started = time.perf_counter()
         with self._lock:
             previous, current = self._shadows.previous, self.active
             if previous is None or current is None or current.version != active_version:
                 return False
             shadows = Shadows(candidate=self._shadows.candidate, previous=None)
-            self._activate(previous, remember_current=False, event="model_rolled_back", shadows=shadows, reason=reason)
+            self._activate(
+                previous,
+                remember_current=False,
+                event="model_rolled_back",
+                shadows=shadows,
+                started=started,
+                reason=reason,
+            )
             return True
 
     @staticmethod
@@ -297,6 +327,7 @@ class Registry:
         """Activates `to_version`, or with None the version active before the
         current one. Repeated unnamed rollbacks walk further back; a named
         one can also activate a staged version."""
+        started = time.perf_counter()
         with self._lock:
             current = self.active.version if self.active else None
             if to_version is None:
@@ -324,12 +355,19 @@ class Registry:
                 remember_current=to_version is not None,
                 event="model_rolled_back",
                 shadows=shadows,
+                started=started,
                 operator=True,
             )
             return VersionInfo(meta, self._published_at[target], active=True, role=Role.ACTIVE)
 
     def _activate(
-        self, model: LoadedModel, remember_current: bool, event: str, shadows: Shadows, **fields: object
+        self,
+        model: LoadedModel,
+        remember_current: bool,
+        event: str,
+        shadows: Shadows,
+        started: float,
+        **fields: object,
     ) -> None:
         previous = self.active.version if self.active else None
         history = [v for v in self._history if v != model.version]
@@ -341,6 +379,9 @@ class Registry:
         self._active = model
         self._shadows = shadows
         _log.info(event, version=model.version, previous=previous, **fields)
+        self.on_swap(
+            SWAP_KINDS[event] if not fields.get("operator") else "operator_rollback", time.perf_counter() - started
+        )
 
     def _set_shadows(self, active: str, shadows: Shadows) -> None:
         self._write_state(active, self._history, shadows)

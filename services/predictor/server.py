@@ -11,14 +11,17 @@ import grpc
 
 from ace.v1 import predictor_pb2, predictor_pb2_grpc
 from services.common import tls
+from services.common.config import METRICS_OFF
 from services.common.drift import DriftState
 from services.common.errors import FailedPrecondition, InvalidInput
+from services.common.metrics import MetricsSetup
 from services.common.serving import RunningServer, start_server
 from services.common.timeutil import set_timestamp, to_seconds
 from services.predictor import upload
 from services.predictor.config import MIB, PredictorConfig
 from services.predictor.gate import Verdict
 from services.predictor.loop import Health, Loop, LoopThreads
+from services.predictor.metrics import ModelCollector, PredictorMetrics
 from services.predictor.model import ModelMeta
 from services.predictor.registry import Registry, Role, VersionInfo
 from services.predictor.scoring import Limits, Scorer
@@ -162,8 +165,15 @@ def _parts(requests: Iterable[predictor_pb2.PublishModelRequest]) -> Iterator[up
 
 
 class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
-    def __init__(self, registry: Registry, max_model_bytes: int, loop: Loop | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        max_model_bytes: int,
+        loop: Loop | None = None,
+        metrics: PredictorMetrics | None = None,
+    ) -> None:
         self._registry = registry
+        self._metrics = metrics
         self._max_model_bytes = max_model_bytes
         self._loop = loop
         # Told whenever a version becomes active; start() points it at health.
@@ -186,11 +196,15 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
             x = model.input_of_matrix(matrix.schema_version, len(matrix.backend_ids), matrix.values)
             out = model.predict(x).tolist()
             response.predicted_latency_ms.extend(out)
+            if self._metrics is not None:
+                self._metrics.predicted(len(out))
             if self._loop is not None:
                 self._loop.record(model, matrix.backend_ids, matrix.as_of_s, x, out)
             return response
         x = model.input_of([(v.schema_version, v.values) for v in vectors])
         out = model.predict(x).tolist()
+        if self._metrics is not None:
+            self._metrics.predicted(len(out))
         add = response.predictions.add
         for v, p in zip(vectors, out, strict=True):
             add(backend_id=v.backend_id, predicted_latency_ms=p)
@@ -238,7 +252,13 @@ def start(config: PredictorConfig, registry: Registry | None = None) -> RunningS
     if config.feature_store_addr:
         limits = Limits(window_s=config.score_window_s, settle_s=config.score_settle_s)
         loop = Loop(registry, Scorer(limits, config.breach_threshold_ms), config.loop)
-    servicer = PredictorServicer(registry, config.max_model_bytes, loop)
+    setup = None if config.metrics_port == METRICS_OFF else MetricsSetup(config.metrics_port)
+    metrics = None
+    if setup is not None:
+        metrics = PredictorMetrics(setup.registry)
+        registry.on_swap = metrics.swapped
+        setup.registry.register(ModelCollector(registry, loop))
+    servicer = PredictorServicer(registry, config.max_model_bytes, loop, metrics)
     running = start_server(
         host=config.host,
         port=config.port,
@@ -248,6 +268,7 @@ def start(config: PredictorConfig, registry: Registry | None = None) -> RunningS
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
         admin=config.admin,
         tls=config.tls,
+        metrics=setup,
     )
     servicer.on_active = lambda: running.set_serving(True)
     if loop is not None:

@@ -36,6 +36,8 @@ class RouterConfig:
     shadow_threshold_ms: float = 0.0
     # How often accepted outcomes are sent on to the feature store, seconds.
     outcome_flush_s: float = 5.0
+    # Prometheus metrics and the risk board over HTTP; off unless set.
+    metrics_port: int = config.METRICS_OFF
 
 
 def parser() -> argparse.ArgumentParser:

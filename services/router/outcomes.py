@@ -191,9 +191,14 @@ class DecisionLog:
         return self._clock()
 
     def get(self, decision_id: str) -> Decision | None:
+        return self.lookup(decision_id)[0]
+
+    def lookup(self, decision_id: str) -> tuple[Decision | None, str]:
+        """The decision, or None and why it is not held (never issued here,
+        another instance's, expired), naming the decision_id field."""
         with self._lock:
-            found, _ = self._find(decision_id, self._clock())
-            return self._decision(*found) if found is not None else None
+            found, why = self._find(decision_id, self._clock())
+            return (self._decision(*found) if found is not None else None), why
 
     def report(
         self,

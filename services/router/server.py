@@ -11,11 +11,12 @@ import grpc
 
 from ace.v1 import router_pb2, router_pb2_grpc
 from services.common import tls
+from services.common.config import METRICS_OFF
 from services.common.errors import FailedPrecondition, InvalidInput
 from services.common.serving import RunningServer, start_server
 from services.common.slots import StreamSlots
 from services.common.timeutil import set_timestamp
-from services.router import risk
+from services.router import explain, operations, risk
 from services.router.config import RouterConfig
 from services.router.forward import OutcomeForwarder
 from services.router.outcomes import DecisionLog, Status
@@ -24,6 +25,7 @@ from services.router.policy_shadow import PolicyShadow, compare
 from services.router.summaries import Report, Summaries, report_all
 from services.router.sync import TableSync
 from services.router.table import STATUS_KEY, Entry, RoutingTable
+from services.router.transitions import TransitionLog
 from services.router.wire import ACTION, BASIS, STATE
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
@@ -206,6 +208,17 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             reason=c.reason,
         )
 
+    def ExplainDecision(
+        self, request: router_pb2.ExplainDecisionRequest, context: grpc.ServicerContext
+    ) -> router_pb2.DecisionRecord:
+        return explain.record(
+            self._table,
+            self._log,
+            self._settings.threshold_ms,
+            request.decision_id,
+            lambda e: self._message([e], partial=True).backends[0],
+        )
+
     def _message(self, entries: list[Entry], *, partial: bool) -> router_pb2.RoutingTable:
         status, settings = self._table.status(), self._settings
         out = router_pb2.RoutingTable(
@@ -251,7 +264,14 @@ def start(config: RouterConfig) -> RunningServer:
     summaries = Summaries()
     feature_store = tls.channel(config.feature_store_addr, config.tls)
     predictor = tls.channel(config.predictor_addr, config.tls)
-    sync = TableSync(table, feature_store, predictor, predict_timeout_s=config.predict_timeout_s)
+    transitions = TransitionLog(table)
+    sync = TableSync(
+        table, feature_store, predictor, predict_timeout_s=config.predict_timeout_s, on_applied=transitions.applied
+    )
+    metrics = None
+    if config.metrics_port != METRICS_OFF:
+        scores = operations.model_scores(predictor, config.predict_timeout_s)
+        metrics = operations.setup(config.metrics_port, table, transitions, scores)
     forwarder = OutcomeForwarder(summaries, feature_store, instance=log.instance, flush_s=config.outcome_flush_s)
     running = start_server(
         host=config.host,
@@ -267,6 +287,7 @@ def start(config: RouterConfig) -> RunningServer:
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
         max_workers=config.max_streams + UNARY_WORKERS,
         tls=config.tls,
+        metrics=metrics,
     )
     sync.start()
     forwarder.start()

@@ -7,7 +7,7 @@ again."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 import numpy as np
@@ -58,8 +58,11 @@ class TableSync:
         predict_timeout_s: float = 1.0,
         max_backoff_s: float = 2.0,
         predictor_breaker: CallBreaker | None = None,
+        on_applied: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
         self._table = table
+        # Told which backends each apply updated (the breaker transition log).
+        self._on_applied = on_applied
         self._features = feature_store_pb2_grpc.FeatureStoreStub(feature_store)
         self._predictor = predictor_pb2_grpc.PredictorStub(predictor)
         self._predict_timeout_s = predict_timeout_s
@@ -113,6 +116,8 @@ class TableSync:
             for v in vectors
         ]
         self._table.apply(updates)
+        if self._on_applied is not None:
+            self._on_applied([u.backend_id for u in updates])
 
     def _forecast(self, vectors: Sequence[telemetry_pb2.FeatureVector]) -> dict[str, float]:
         if not self._predictor_breaker.allow():

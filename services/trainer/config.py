@@ -26,6 +26,8 @@ class TrainerConfig:
     log_format: str = ""
     log_level: str = "info"
     tls: Tls = PLAINTEXT
+    # Prometheus metrics over HTTP; off unless set (the command line sets it).
+    metrics_port: int = config.METRICS_OFF
     predictor_addr: str = f"localhost:{config.DEFAULT_PORTS['predictor']}"
     # Comma-separated host:port entries to publish to, each host standing for
     # every address it resolves to (a headless Service: every predictor

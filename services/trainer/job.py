@@ -247,6 +247,12 @@ def load_history(source: Source, data_dir: Path | None = None) -> list[Point]:
     return points
 
 
+# How a training can end: trained (publishing not asked for), published,
+# publish_failed (trained, refused or unreachable predictor), failed (bad
+# input or an error on the way) or cancelled (the caller went away).
+OUTCOMES = ("trained", "published", "publish_failed", "failed", "cancelled")
+
+
 class Trainer:
     """Runs one training at a time and remembers the last result."""
 
@@ -259,8 +265,11 @@ class Trainer:
         now: Callable[[], float] = time.time,
         quality: QualityLoader | None = None,
         quality_weight: float = 0.0,
+        on_finished: Callable[[str, float], None] = lambda outcome, seconds: None,
     ) -> None:
         self._limits = limits
+        # Told how each training ended (one of OUTCOMES) and its seconds.
+        self._on_finished = on_finished
         self._publisher = publisher
         self._load = load
         self._now = now
@@ -286,16 +295,21 @@ class Trainer:
         read it can start the next training at once."""
         if not self._running.acquire(blocking=False):
             raise FailedPrecondition("a training is already running; the trainer runs one at a time")
+        started = time.perf_counter()
+        outcome = "failed"
         try:
             result = yield from self._steps(job, publisher or self._publisher)
+            outcome = "published" if result.published else "publish_failed" if job.publish else "trained"
         except AceError as exc:
             _log.warning("training_failed", reason=str(exc))
             raise
         except GeneratorExit:  # the client went away; gRPC closes the stream
+            outcome = "cancelled"
             _log.warning("training_cancelled")
             raise
         finally:
             self._running.release()
+            self._on_finished(outcome, time.perf_counter() - started)
         yield Progress(Stage.DONE, f"version {result.model.version}", result)
 
     def _steps(self, job: Job, publisher: Publisher) -> Generator[Progress, None, Result]:

@@ -9,12 +9,15 @@ import grpc
 
 from ace.v1 import feature_store_pb2_grpc, predictor_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from services.common import addresses, tls
+from services.common.config import METRICS_OFF
+from services.common.metrics import MetricsSetup
 from services.common.serving import RunningServer, start_server
 from services.common.telemetry import Point
 from services.common.timeutil import set_timestamp
 from services.trainer import history, job, publish, watcher
 from services.trainer.config import TrainerConfig
 from services.trainer.job import Defaults, HistoryLoader, Result, Trainer
+from services.trainer.metrics import LastTrainingCollector, TrainingMetrics
 from services.trainer.train import TrainedModel
 
 SERVICE_NAME: str = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
@@ -142,6 +145,8 @@ def start(
             return history.read(feature_store, source)
         return job.load_history(source, config.data_dir)
 
+    setup = None if config.metrics_port == METRICS_OFF else MetricsSetup(config.metrics_port)
+    trainings = TrainingMetrics(setup.registry) if setup is not None else None
     trainer = Trainer(
         limits=config.window_limits,
         publisher=publisher,
@@ -149,7 +154,10 @@ def start(
         now=now,
         quality=lambda source: history.read_quality(feature_store, source),
         quality_weight=config.quality_weight,
+        on_finished=trainings.finished if trainings is not None else lambda outcome, seconds: None,
     )
+    if setup is not None:
+        setup.registry.register(LastTrainingCollector(trainer))
     defaults = Defaults(horizon_s=config.horizon_s, threshold_ms=config.threshold_ms)
     servicer = TrainerServicer(trainer, defaults)
     try:
@@ -162,6 +170,7 @@ def start(
             options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
             admin=config.admin,
             tls=config.tls,
+            metrics=setup,
         )
     except BaseException:
         channel.close()

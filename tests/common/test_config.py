@@ -13,6 +13,9 @@ from services.router.config import load as load_router
         ("--grace-s", "nan"),
         ("--log-format", "xml"),
         ("--log-level", "loud"),
+        ("--metrics-port", "-2"),
+        ("--metrics-port", "70000"),
+        ("--metrics-port", "50053"),
     ],
 )
 def test_shared_options_are_checked_for_every_service(flag, value):
@@ -60,3 +63,13 @@ def test_failure_weighting_reaches_the_policy(monkeypatch):
     monkeypatch.setenv("ACE_ERROR_DECAY_S", "30")
     policy = load_router(["--error-penalty", "0"]).policy
     assert (policy.error_penalty, policy.error_decay_s) == (0, 30)
+
+
+def test_the_metrics_port_has_a_default_per_service_and_follows_a_test_port(monkeypatch):
+    assert load_router([]).metrics_port == config.DEFAULT_METRICS_PORTS["router"]
+    # Servers started on port 0 (tests) must never collide on a fixed metrics port.
+    assert load_router(["--port", "0"]).metrics_port == 0
+    assert load_router(["--port", "0", "--metrics-port", "9999"]).metrics_port == 9999
+    assert load_router(["--metrics-port", str(config.METRICS_OFF)]).metrics_port == config.METRICS_OFF
+    monkeypatch.setenv("ACE_ROUTER_METRICS_PORT", "9100")
+    assert load_router(["--port", "0"]).metrics_port == 9100

@@ -85,7 +85,8 @@ class Launch:
         service = self.services().get(host)
         if service is None:
             return value
-        assert [p["port"] for p in service["spec"]["ports"]] == [int(port)], f"{value}: no such port"
+        grpc_ports = [p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"]
+        assert grpc_ports == [int(port)], f"{value}: not the Service's grpc port"
         replicas = self.replicas[self.backing(service)]
         if service["spec"].get("clusterIP") == "None":
             return ",".join(r.addr for r in replicas)
@@ -105,7 +106,8 @@ class Launch:
         env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **image_env()}
         for source in container.get("envFrom", []):
             env.update(config_maps[source["configMapRef"]["name"]]["data"])
-        listen = grpc_port(container) if container.get("ports") else None
+        # The ports the container listens on (grpc, metrics): free ones here.
+        listen = {str(p["containerPort"]) for p in container.get("ports", [])}
         secrets = {v["name"]: self.secret(v["secret"]["secretName"]) for v in spec.get("volumes", []) if "secret" in v}
         mounts = {
             m["mountPath"]: secrets.get(m["name"]) or volumes[m["name"]] for m in container.get("volumeMounts", [])
@@ -113,7 +115,7 @@ class Launch:
         for e in container.get("env", []):
             assert "valueFrom" not in e, "only literal values and the ConfigMap are wired here"
             value = str(e["value"])
-            if e["name"].endswith("_PORT") and listen is not None and value == str(listen):
+            if e["name"].endswith("_PORT") and value in listen:
                 value = "0"  # a free port; the process reports the one it got
             elif value in mounts:
                 value = str(mounts[value])

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 
-from services.common.config import ADDR_ENV, DEFAULT_PORTS
+from services.common.config import ADDR_ENV, DEFAULT_METRICS_PORTS, DEFAULT_PORTS
 from tests.deploy.manifests import (
     KUBERNETES_VERSION,
     OVERLAYS,
@@ -36,6 +37,45 @@ pytestmark = pytest.mark.slow
 
 SERVICES = {name.replace("_", "-"): name for name in DEFAULT_PORTS}
 SHARED = {"ACE_THRESHOLD_MS", "ACE_HORIZON_S", "ACE_WINDOW_S", "ACE_WINDOW_MAX_POINTS"}
+SCRAPER = {"ace.arcpoint.dev/metrics-scraper": "true"}
+# The fields of the Prometheus Operator's ServiceMonitor CRD (monitoring.coreos.com/v1)
+# that ACE's overlay sets, with the operator's types; no other field is allowed.
+SERVICE_MONITOR = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?)$"},
+                            "scheme": {"enum": ["http", "https"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+CUSTOM_SCHEMAS = {"monitoring.coreos.com/v1": SERVICE_MONITOR}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS, ids=lambda p: p.name)
@@ -53,13 +93,18 @@ def chaos() -> list[Obj]:
     return build(ROOT / "deploy/k8s/overlays/kind-chaos")
 
 
-def test_the_overlays_are_the_cluster_and_its_chaos_job():
-    assert [p.name for p in OVERLAYS] == ["kind", "kind-chaos"]
+def test_the_overlays_are_the_cluster_its_chaos_job_and_the_prometheus_operator():
+    assert [p.name for p in OVERLAYS] == ["kind", "kind-chaos", "kind-prometheus-operator"]
 
 
 def test_every_object_validates_against_the_pinned_kubernetes_schema(built: list[Obj]):
     assert built
     for obj in built:
+        if obj["apiVersion"] in CUSTOM_SCHEMAS:
+            # The Prometheus Operator's kinds are not Kubernetes': checked
+            # against the part of their CRD schema ACE uses.
+            jsonschema.validate(obj, CUSTOM_SCHEMAS[obj["apiVersion"]])
+            continue
         # strict: a field the schema does not know is an error too.
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -137,9 +182,64 @@ def test_each_service_runs_its_module_with_a_named_grpc_port_and_grpc_probes(kin
         assert container["startupProbe"]["grpc"] == {"port": port}
         service = services[name.replace("_", "-")]
         assert selects(service["spec"]["selector"], pod_labels(obj))
-        (service_port,) = service["spec"]["ports"]
+        service_port, metrics_port = service["spec"]["ports"]
         assert (service_port["name"], service_port["port"], service_port["targetPort"]) == ("grpc", port, "grpc")
+        assert (metrics_port["name"], metrics_port["targetPort"]) == ("metrics", "metrics")
     assert seen == set(DEFAULT_PORTS)
+
+
+def test_each_service_serves_metrics_on_a_named_port_that_scrapers_find_and_may_reach(kind: list[Obj]):
+    services = by_kind(kind, "Service")
+    policies = list(by_kind(kind, "NetworkPolicy").values())
+    for obj, spec in workloads(kind):
+        (container,) = spec["containers"]
+        match = re.fullmatch(r"services\.(\w+)", container["command"][2])
+        if match is None:
+            continue
+        name = match.group(1)
+        (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"]
+        assert port == DEFAULT_METRICS_PORTS[name]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env[f"ACE_{name.upper()}_METRICS_PORT"] == str(port), "the process must serve where the port says"
+        annotations = obj["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }
+        service = services[name.replace("_", "-")]
+        assert {"name": "metrics", "port": port, "targetPort": "metrics", "appProtocol": "http"} in service["spec"][
+            "ports"
+        ]
+        target = pod_labels(obj)
+        guarding = [
+            p for p in policies if p["spec"]["podSelector"] and selects(p["spec"]["podSelector"]["matchLabels"], target)
+        ]
+        scraped = [
+            rule
+            for p in guarding
+            for rule in p["spec"]["ingress"]
+            if any(selects(peer.get("podSelector", {}).get("matchLabels", {}), SCRAPER) for peer in rule["from"])
+        ]
+        assert [rule["ports"] for rule in scraped] == [[{"port": "metrics"}]], f"{name}: the scraper, on metrics alone"
+
+
+def test_the_service_monitor_scrapes_every_ace_service_on_its_metrics_port():
+    objs = build(ROOT / "deploy/k8s/overlays/kind-prometheus-operator")
+    (monitor,) = by_kind(objs, "ServiceMonitor").values()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    selected = {
+        name
+        for name, service in by_kind(objs, "Service").items()
+        if selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+        and any(p["name"] == "metrics" for p in service["spec"]["ports"])
+    }
+    assert selected == set(SERVICES)
+    broken = copy.deepcopy(monitor)
+    broken["spec"]["endpoints"][0]["intervall"] = "15s"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SERVICE_MONITOR)
 
 
 def test_the_shared_settings_come_from_one_config_map(kind: list[Obj]):

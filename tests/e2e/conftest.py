@@ -3,12 +3,10 @@ one another by address, exactly as they are wired in production."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import pytest
 
 from services.common import admin
 from services.common.serving import RunningServer
@@ -62,10 +60,3 @@ def stop_fleet(fleet: Fleet) -> None:
         channel.close()
     for name in ("router", "trainer", "predictor", "feature_store"):
         fleet.servers[name].stop(1)
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    running = start_fleet(tmp_path / "models")
-    yield running
-    stop_fleet(running)

@@ -34,7 +34,9 @@ def test_defaults_follow_the_proto():
     assert config.limits == WindowLimits(span_s=300.0, max_points=256)
     assert config.max_backends == 10_000
     assert config.max_points_per_request == 10_000
-    assert config == FeatureStoreConfig(log_format=config.log_format, log_level=config.log_level)
+    # Built in code, a config serves no metrics; the command line turns them on.
+    assert config.metrics_port == 9451
+    assert config == FeatureStoreConfig(log_format=config.log_format, log_level=config.log_level, metrics_port=9451)
 
 
 def test_flags_set_every_bound():

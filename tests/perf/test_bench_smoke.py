@@ -12,6 +12,8 @@ pytestmark = pytest.mark.slow
 
 FIGURES = (
     "`Decide` p50, sequential",
+    "`Decide` p50 with metrics on",
+    "metrics on against off",
     "`Decide` p99, sequential",
     "`Decide` throughput",
     "local pick through `RouterClient`",

@@ -28,7 +28,7 @@ def _clean_env(monkeypatch):
 
 
 def test_defaults():
-    assert config.load([]) == TrainerConfig()
+    assert config.load([]) == TrainerConfig(metrics_port=9454)
     assert TrainerConfig().port == 50054
     assert TrainerConfig().predictor_addr == "localhost:50052"
 
