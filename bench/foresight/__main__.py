@@ -33,6 +33,13 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         help='only these routers; an ACE row may change settings: "ACE, in-flight given [error_penalty=0]"',
     )
+    p.add_argument(
+        "--history",
+        choices=sorted(runner.HISTORIES),
+        default="own",
+        help="what each ACE row's model learns: the history of its own placement (round robin for plain Decide, "
+        "least outstanding with in-flight counts), round robin's for both, or both histories for both",
+    )
     p.add_argument("--no-real", action="store_true", help="skip the real-telemetry replays")
     p.add_argument(
         "--quick",
@@ -70,12 +77,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_cases = [runner.Case(s, f, seed) for seed in tuning for s in sources for f in fault_classes]
     if args.classes:
         fault_classes = args.classes
-    say(f"round-robin histories of {len(train_cases)} tuning cases (seeds {', '.join(map(str, tuning))})")
-    points = model.history_points(runner.histories(train_cases, cfg, args.workers))
-    say(f"training ACE (horizon {cfg.horizon_s:.0f} s) on {len(points):,} telemetry points")
-    ace = model.fit(points, cfg.horizon_s, cfg.pool.slo_ms)
-    m = ace.trained.metrics
-    say(f"ACE model: held-out MAE {m.mae_ms:.0f} ms (persistence {m.persistence_mae_ms:.0f}), R² {m.r2:.2f}")
+    learns = runner.HISTORIES[args.history]
+    placements = sorted(set(learns[0]) | set(learns[1]))
+    say(
+        f"histories of {len(train_cases)} tuning cases (seeds {', '.join(map(str, tuning))}) "
+        f"under {' and '.join(placements)}"
+    )
+    runs = runner.histories(train_cases, cfg, placements, args.workers)
+    fitted: dict[tuple[str, ...], model.Forecaster] = {}
+    for placement in learns:
+        if placement not in fitted:
+            points = model.history_points([r for p in placement for r in runs[p]])
+            say(
+                f"training ACE (horizon {cfg.horizon_s:.0f} s) on {len(points):,} points under {' and '.join(placement)}"
+            )
+            fitted[placement] = model.fit(points, cfg.horizon_s, cfg.pool.slo_ms)
+            m = fitted[placement].trained.metrics
+            say(f"  held-out MAE {m.mae_ms:.0f} ms (persistence {m.persistence_mae_ms:.0f}), R² {m.r2:.2f}")
+    trained = runner.Trained(fitted[learns[0]].trained, fitted[learns[1]].trained)
 
     cases = [runner.Case(s, f, seed) for f in fault_classes for s in sources for seed in reported]
     say(f"{len(cases)} cases x {len(names)} routers on {args.workers} workers")
@@ -93,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cases,
             cfg,
             names,
-            ace.trained,
+            trained,
             args.workers,
             keep_timeline=lambda c: c.source == "synthetic" and c.seed == first_seed,
             progress=progress,
@@ -114,8 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         reported_seeds=reported,
         sources=sources,
         fault_classes=fault_classes,
-        ace=ace.trained,
+        ace=trained,
         training_runs=len(train_cases),
+        history=learns,
         nezha=nezha,
         nab=nab,
         wall_s=time.perf_counter() - started,

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from bench.foresight import faults, realtel, runner, score
-from bench.foresight.runner import CaseResult, Timeline
+from bench.foresight.runner import CaseResult, Timeline, Trained
 from services.trainer.train import TrainedModel
 
 STATE_LEVEL = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
@@ -34,8 +34,11 @@ class Inputs:
     reported_seeds: tuple[int, ...]
     sources: tuple[str, ...]
     fault_classes: tuple[str, ...]
-    ace: TrainedModel
+    ace: Trained
     training_runs: int
+    # The placements the history of each ACE row's model was recorded under:
+    # (plain Decide's, the in-flight row's).
+    history: tuple[tuple[str, ...], tuple[str, ...]]
     nezha: realtel.NezhaResult | None
     nab: realtel.NabResult | None
     wall_s: float
@@ -364,10 +367,30 @@ def write(inp: Inputs, out_dir: Path) -> Path:
     return path
 
 
+def _learns(history: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    plain, in_flight = (" and ".join(h) for h in history)
+    if plain == in_flight:
+        return f"{plain} for both ACE rows"
+    return f"its own placement: {plain} for ACE, {in_flight} for ACE, in-flight given"
+
+
+def _models(inp: Inputs) -> list[tuple[str, TrainedModel]]:
+    if inp.ace.ace_in_flight is inp.ace.ace:
+        return [("ACE's model", inp.ace.ace)]
+    return [("ACE's model", inp.ace.ace), ("The in-flight row's model", inp.ace.ace_in_flight)]
+
+
+def _metrics(t: TrainedModel) -> str:
+    m = t.metrics
+    return (
+        f"MAE {m.mae_ms:.0f} ms (persistence {m.persistence_mae_ms:.0f} ms), R² {m.r2:.2f}, breach precision / "
+        f"recall {m.breach_precision:.2f} / {m.breach_recall:.2f}; {m.train_rows:,} training rows"
+    )
+
+
 def render(inp: Inputs, plots: list[tuple[str, str]]) -> str:
     cfg, pool = inp.cfg, inp.cfg.pool
     s = cfg.settings
-    m = inp.ace.metrics
     cases = len(inp.results)
     parts = [
         "# Foresight benchmark",
@@ -395,8 +418,9 @@ def render(inp: Inputs, plots: list[tuple[str, str]]) -> str:
         + ", ".join(f"`{f}`" for f in faults.FORESEEABLE if f in inp.fault_classes)
         + "):",
         *[f"  - `{f}`: {faults.DESCRIPTIONS[f]}." for f in inp.fault_classes],
-        f"- **Seeds.** ACE's model was trained on round-robin telemetry of seeds "
-        f"{', '.join(map(str, inp.tuning_seeds))} ({inp.training_runs} runs, every class and source); settings, "
+        f"- **Seeds.** ACE's models were trained on telemetry of seeds "
+        f"{', '.join(map(str, inp.tuning_seeds))} ({inp.training_runs} runs per placement, every class and "
+        f"source), each on the history of {_learns(inp.history)}; settings, "
         f"where any are chosen, on seeds {', '.join(map(str, inp.settings_seeds))}. Reported: seeds "
         f"{', '.join(map(str, inp.reported_seeds))}, used for nothing else.",
         f"- **ACE** is the router's own code: a `services.router.table.RoutingTable` fed, once per interval, what "
@@ -408,9 +432,7 @@ def render(inp: Inputs, plots: list[tuple[str, str]]) -> str:
         f"min open {s.min_open_s:.0f} s, recovery {s.recovery_s:.0f} s, horizon {s.horizon_s:.0f} s, open "
         f'penalty {s.open_penalty:.0f}). "ACE" is `Decide` without in-flight counts; "ACE, in-flight given" '
         "is `Decide` with the proxy's requests in flight per backend (`DecideRequest.in_flight`).",
-        f"- **ACE's model** on held-out tuning telemetry: MAE {m.mae_ms:.0f} ms (persistence "
-        f"{m.persistence_mae_ms:.0f} ms), R² {m.r2:.2f}, breach precision / recall {m.breach_precision:.2f} / "
-        f"{m.breach_recall:.2f}; {m.train_rows:,} training rows.",
+        *[f"- **{what}** on held-out tuning telemetry: {_metrics(t)}." for what, t in _models(inp)],
         "- **Bounds.** The two oracles are handed the pool itself and know the present exactly, not the future: "
         "the room left to placement is the distance of a router to them.",
         "",

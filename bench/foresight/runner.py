@@ -106,7 +106,18 @@ class CaseResult:
 
 @dataclass(frozen=True)
 class Models:
+    # Plain Decide's model, and the model of the row given in-flight counts
+    # (the same one when both learn the same history).
     ace: LoadedModel
+    ace_in_flight: LoadedModel
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The two ACE rows' models as trained, to load in each worker."""
+
+    ace: TrainedModel
+    ace_in_flight: TrainedModel
 
 
 def make_router(name: str, cfg: Config, seed: int, models: Models | None) -> sim.Router:
@@ -137,7 +148,7 @@ def make_router(name: str, cfg: Config, seed: int, models: Models | None) -> sim
     if base == ACE:
         return routers.AceRouter(name, n, settings, models.ace)
     if base == ACE_IN_FLIGHT:
-        return routers.AceRouter(name, n, settings, models.ace, load_aware=True)
+        return routers.AceRouter(name, n, settings, models.ace_in_flight, load_aware=True)
     raise ValueError(f"unknown router {name!r}")
 
 
@@ -197,13 +208,15 @@ def run_case(
 _worker_models: Models | None = None
 
 
-def _init_worker(trained: TrainedModel | None) -> None:
+def _init_worker(trained: Trained | None) -> None:
     global _worker_models
     # A spawned worker starts with structlog's defaults: the router's table
     # would log every breaker transition.
     logs.configure("foresight", "console", "warning")
     if trained is not None:
-        _worker_models = Models(ace=model.load(trained))
+        plain = model.load(trained.ace)
+        in_flight = plain if trained.ace_in_flight is trained.ace else model.load(trained.ace_in_flight)
+        _worker_models = Models(ace=plain, ace_in_flight=in_flight)
 
 
 def _run_job(job: tuple[Case, Config, tuple[str, ...], bool]) -> CaseResult:
@@ -215,7 +228,7 @@ def run_all(
     cases: Sequence[Case],
     cfg: Config,
     names: Sequence[str],
-    trained: TrainedModel | None,
+    trained: Trained | None,
     workers: int,
     keep_timeline: Callable[[Case], bool],
     progress: Callable[[int, int, CaseResult], None],
@@ -236,18 +249,39 @@ def run_all(
             yield result
 
 
-def _history(job: tuple[Case, Config]) -> sim.Run:
-    case, cfg = job
+# What each ACE row's model learns from, by --history. A fleet's history
+# is recorded under whatever its proxies do: round robin for plain Decide,
+# least outstanding for a proxy that counts its requests, so by default
+# ("own") each row learns the history of its own placement. A model that had
+# only seen round robin read the load swings of least-loaded placement (a
+# fast backend briefly taking 1.4x its share) as a flash crowd: it forecast
+# 800 ms in the quiet class and kept the in-flight row's breakers open or
+# half-open in every interval. "round robin" is that old way, and "both"
+# one model for both rows that learns both histories.
+HISTORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "own": (("round robin",), ("least outstanding",)),
+    "round robin": (("round robin",), ("round robin",)),
+    "both": (("round robin", "least outstanding"), ("round robin", "least outstanding")),
+}
+
+
+def _history(job: tuple[Case, Config, str]) -> sim.Run:
+    case, cfg, placement = job
     scenario = case.scenario(cfg)
-    router = routers.RoundRobin(cfg.pool.backends, case.seed)
+    router = make_router(placement, cfg, case.seed, None)
     return sim.run(router, case.arrivals(cfg, scenario), scenario, cfg.pool)
 
 
-def histories(cases: Sequence[Case], cfg: Config, workers: int = 1) -> list[sim.Run]:
-    """Round-robin telemetry of the cases, in their order, to train on:
-    what a fleet records before ACE steers it."""
-    jobs = [(case, cfg) for case in cases]
+def histories(
+    cases: Sequence[Case], cfg: Config, placements: Sequence[str], workers: int = 1
+) -> dict[str, list[sim.Run]]:
+    """Telemetry of the cases under each placement, in the cases' order, to
+    train on: what a fleet records before ACE steers it."""
+    jobs = [(case, cfg, placement) for placement in placements for case in cases]
     if workers <= 1:
-        return [_history(job) for job in jobs]
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        return pool.map(_history, jobs)
+        runs = [_history(job) for job in jobs]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            runs = pool.map(_history, jobs)
+    n = len(cases)
+    return {placement: runs[i * n : (i + 1) * n] for i, placement in enumerate(placements)}
