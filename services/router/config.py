@@ -103,6 +103,14 @@ def parser() -> argparse.ArgumentParser:
     )
     option(
         p,
+        "--open-after-s",
+        env="ACE_OPEN_AFTER_S",
+        cast=float,
+        default=defaults.open_after_s,
+        help="event time a closed breaker's risk must stay at or over the threshold before it opens (0: at once)",
+    )
+    option(
+        p,
         "--error-penalty",
         env="ACE_ERROR_PENALTY",
         cast=float,
@@ -185,6 +193,10 @@ def build(args: argparse.Namespace) -> RouterConfig:
         math.isfinite(args.error_decay_s) and args.error_decay_s > 0,
         f"--error-decay-s must be > 0, got {args.error_decay_s}",
     )
+    require(
+        math.isfinite(args.open_after_s) and args.open_after_s >= 0,
+        f"--open-after-s must be >= 0 (0: at once), got {args.open_after_s}",
+    )
     require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
     require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
     require(args.decision_log_max >= 1, f"--decision-log-max must be >= 1, got {args.decision_log_max}")
@@ -212,6 +224,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
             cold_start_points=args.cold_start_points,
             horizon_s=args.horizon_s,
             open_penalty=args.open_penalty,
+            open_after_s=args.open_after_s,
             error_penalty=args.error_penalty,
             error_decay_s=args.error_decay_s,
         ),

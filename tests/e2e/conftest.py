@@ -44,7 +44,10 @@ def start_fleet(model_dir: Path) -> Fleet:
         fs_addr = f"127.0.0.1:{servers['feature_store'].port}"
         pr_addr = f"127.0.0.1:{servers['predictor'].port}"
         servers["router"] = rt_server.start(
-            rt_config.load([*local, "--feature-store-addr", fs_addr, "--predictor-addr", pr_addr])
+            # The spikes here are single updates; tests/router/test_debounce.py runs the default.
+            rt_config.load(
+                [*local, "--feature-store-addr", fs_addr, "--predictor-addr", pr_addr, "--open-after-s", "0"]
+            )
         )
         servers["trainer"] = tr_server.start(tr_config.load([*guarded, "--predictor-addr", pr_addr]))
     except BaseException:

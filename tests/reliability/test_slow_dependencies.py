@@ -85,14 +85,16 @@ def test_a_slow_predictor_trips_the_routers_breaker_and_decide_names_the_fallbac
     store, predictor, stub, watch = slow_predictor_rig
     # Each batch waits one Predict deadline until the breaker opens after
     # three timeouts in a row; the later batches apply at once, unforecast.
+    # Telemetry every 10 s of event time: b stays over the threshold for
+    # longer than the router's --open-after-s.
     for t in range(1, 9):
-        store.batches.put([vector("a", 100 + t, 120), vector("b", 100 + t, 500)])
+        store.batches.put([vector("a", 100 + 10 * t, 120), vector("b", 100 + 10 * t, 500)])
         # Decide answers within a deadline shorter than the predictor's
         # delay, whatever the sync loop is waiting on.
         decision = stub.Decide(router_pb2.DecideRequest(request_id=str(t), candidates=["a", "b"]), timeout=1.0)
         assert decision.backend_id in ("a", "b")
-    watch.until(at("a", 108))
-    watch.until(at("b", 108))
+    watch.until(at("a", 180))
+    watch.until(at("b", 180))
     assert predictor.calls == 3  # then the breaker stopped calling
     decision = stub.Decide(router_pb2.DecideRequest(request_id="x", candidates=["a", "b"]), timeout=1.0)
     assert decision.basis == router_pb2.OBSERVED_LATENCY

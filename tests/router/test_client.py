@@ -86,6 +86,9 @@ def rig() -> Iterator[Rig]:
         "3",
         "--error-penalty",
         "6",
+        # The spikes here are single updates; test_debounce.py runs the default.
+        "--open-after-s",
+        "0",
         # Long enough that no failure score fades within a test: the client's
         # and the router's clocks are not the same.
         "--error-decay-s",
@@ -253,7 +256,7 @@ def test_picks_equal_the_rotations_over_many_turns(half_open):
     rng = random.Random(7)
     for run in range(6):
         table = random_table(rng, 8, half_open)
-        reference = Rotation(Settings(threshold_ms=250, horizon_s=300, cold_start_points=4))
+        reference = Rotation(Settings(threshold_ms=250, horizon_s=300, cold_start_points=4, open_after_s=0))
         reference.replace_all([wire.candidate(r) for r in table.backends])
         # One candidate list per run (the empty one: everyone): the client's
         # memoized picks count turns apart from its rotation's, so a mix of

@@ -11,7 +11,7 @@ from services.router.table import RoutingTable, Update
 from services.router.transitions import TransitionLog
 from tests import scrape
 
-S = Settings(threshold_ms=300, cold_start_points=5)
+S = Settings(threshold_ms=300, cold_start_points=5, open_after_s=0)
 
 
 def fleet() -> tuple[RoutingTable, TransitionLog]:

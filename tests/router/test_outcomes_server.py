@@ -3,38 +3,12 @@ stand-in dependencies that are real servers too."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import pytest
 
-from ace.v1 import feature_store_pb2_grpc, predictor_pb2_grpc, router_pb2, router_pb2_grpc
-from services.router.config import load
-from services.router.server import start
-from tests.fakes import FakeFeatureStore, FakePredictor, serve, vector
-from tests.router.test_server import Watch, at
-
-
-@pytest.fixture
-def router(request: pytest.FixtureRequest) -> Iterator[tuple[FakeFeatureStore, router_pb2_grpc.RouterStub, Watch]]:
-    extra: list[str] = getattr(request, "param", [])
-    store = FakeFeatureStore()
-    # The forecast is the observed latency.
-    predictor = FakePredictor(lambda _b, latency: latency)
-    fs_server, fs_port = serve(lambda s: feature_store_pb2_grpc.add_FeatureStoreServicer_to_server(store, s))
-    pr_server, pr_port = serve(lambda s: predictor_pb2_grpc.add_PredictorServicer_to_server(predictor, s))
-    local = ["--host", "127.0.0.1", "--port", "0"]
-    deps = ["--feature-store-addr", f"127.0.0.1:{fs_port}", "--predictor-addr", f"127.0.0.1:{pr_port}"]
-    running = start(load([*local, *deps, *extra]))
-    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
-    stub = router_pb2_grpc.RouterStub(channel)
-    watch = Watch(stub)
-    yield store, stub, watch
-    watch.call.cancel()
-    channel.close()
-    running.stop(0)
-    fs_server.stop(0)
-    pr_server.stop(0)
+from ace.v1 import router_pb2
+from tests.fakes import vector
+from tests.router.test_server import at
 
 
 def outcome(decision_id: str, **kw) -> router_pb2.Outcome:
@@ -96,7 +70,7 @@ def test_without_a_shadow_get_policy_shadow_is_failed_precondition(router):
     assert "--shadow-threshold-ms" in err.value.details()
 
 
-@pytest.mark.parametrize("router", [["--shadow-threshold-ms", "250"]], indirect=True)
+@pytest.mark.parametrize("router", [["--shadow-threshold-ms", "250", "--open-after-s", "0"]], indirect=True)
 def test_the_shadow_threshold_is_compared_on_live_traffic(router):
     store, stub, watch = router
     # a is forecast at 280 ms: the live 300 ms breaker stays closed, the
@@ -123,7 +97,7 @@ def test_the_shadow_threshold_is_compared_on_live_traffic(router):
     assert "the alternative would have fewer breaches" in report.reason
 
 
-@pytest.mark.parametrize("router", [["--shadow-threshold-ms", "250"]], indirect=True)
+@pytest.mark.parametrize("router", [["--shadow-threshold-ms", "250", "--open-after-s", "0"]], indirect=True)
 def test_no_outcomes_means_no_comparison_yet(router):
     store, stub, watch = router
     store.batches.put([vector("a", 100, 280), vector("b", 100, 100)])

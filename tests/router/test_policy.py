@@ -13,7 +13,8 @@ from services.router.policy import (
     observe,
 )
 
-S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5)
+# open_after_s=0: one figure opens a breaker; TestDebounce runs the default.
+S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5, open_after_s=0)
 
 
 def warm(backend_id: str, risk: float, state: State = State.CLOSED, probe_due: bool = True) -> Candidate:
@@ -38,6 +39,30 @@ class TestObserve:
     def test_without_a_forecast_it_runs_on_the_observed_latency(self):
         c = observe(Breaker(), "a", 5, None, 320.0, 10, S)
         assert (c.risk_ms, c.basis, c.state) == (320.0, Basis.OBSERVED_LATENCY, State.OPEN)
+
+
+class TestDebounce:
+    D = Settings(threshold_ms=300, open_after_s=10)
+
+    def test_one_high_figure_does_not_open(self):
+        b = Breaker(since=0)
+        assert b.observe(900, 10, self.D) is None
+        assert b.observe(200, 20, self.D) is None
+        assert b.observe(900, 30, self.D) is None
+        assert b.state is State.CLOSED
+
+    def test_figures_over_the_threshold_for_open_after_s_open_it(self):
+        b = Breaker(since=0)
+        assert b.observe(310, 10, self.D) is None
+        assert b.observe(320, 20, self.D) is State.OPEN
+        assert b.since == 20
+
+    def test_a_reopening_from_half_open_is_not_delayed(self):
+        b = Breaker(State.HALF_OPEN, since=0)
+        assert b.observe(290, 10, self.D) is State.OPEN
+
+    def test_the_default_waits_ten_seconds(self):
+        assert Settings().open_after_s == 10.0
 
 
 class TestBreaker:

@@ -6,8 +6,8 @@ from services.router.policy import Basis, Candidate, Settings, State
 from services.router.policy_shadow import Pair, PolicyShadow, compare, mcnemar_exact
 from services.router.rotation import Rotation
 
-LIVE = Settings(threshold_ms=300)
-ALT = Settings(threshold_ms=250)
+LIVE = Settings(threshold_ms=300, open_after_s=0)
+ALT = Settings(threshold_ms=250, open_after_s=0)
 
 
 def test_the_alternative_breaker_runs_on_the_same_risks():

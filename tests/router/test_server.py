@@ -62,6 +62,9 @@ def rig() -> Iterator[tuple[FakeFeatureStore, FakePredictor, router_pb2_grpc.Rou
             f"127.0.0.1:{fs_port}",
             "--predictor-addr",
             f"127.0.0.1:{pr_port}",
+            # These tests' spikes are single updates; test_debounce.py runs the default.
+            "--open-after-s",
+            "0",
         ]
     )
     running = start(cfg)

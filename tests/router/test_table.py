@@ -8,7 +8,8 @@ from services.router.policy import Action, Basis, Settings, State
 from services.router.policy_shadow import PolicyShadow
 from services.router.table import ModelFacts, RoutingTable, Update
 
-S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5)
+# open_after_s=0: one update opens a breaker; the debounce has its own tests.
+S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5, open_after_s=0)
 
 
 def update(backend_id: str, t: float, predicted: float | None, points: int = 30, observed: float = 100.0) -> Update:
@@ -125,7 +126,7 @@ def test_without_telemetry_decisions_are_still_logged_without_an_event_time():
 
 def test_the_shadow_sees_every_update_and_decision():
     log = DecisionLog(instance="r1")
-    shadow = PolicyShadow(Settings(threshold_ms=250, cold_start_points=5))
+    shadow = PolicyShadow(Settings(threshold_ms=250, cold_start_points=5, open_after_s=0))
     table = RoutingTable(S, log, shadow)
     # a at 280 ms: under the live 300 ms threshold, over the shadow's 250.
     table.apply([update("a", 10, 280), update("b", 10, 100)])

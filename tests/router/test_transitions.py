@@ -5,7 +5,7 @@ from services.router.policy import Settings, State
 from services.router.table import RoutingTable, Update
 from services.router.transitions import TransitionLog
 
-S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5)
+S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5, open_after_s=0)
 
 
 def feed(table: RoutingTable, log: TransitionLog, backend: str, t: float, forecast: float, observed: float) -> None:
