@@ -102,7 +102,11 @@ class MetricsServer:
         bind = host.strip("[]")
         self._httpd = make_server(bind, port, app, _server_class(bind), handler_class=_Quiet)
         self.port: int = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
+        # shutdown() waits for the loop's next poll: 0.1 s, not the default
+        # 0.5 s, keeps a service's stop (and every test's teardown) short.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http", daemon=True
+        )
 
     def start(self) -> MetricsServer:
         self._thread.start()
