@@ -55,12 +55,14 @@ class FakeFeatureStore(feature_store_pb2_grpc.FeatureStoreServicer):
 
 class FakePredictor(predictor_pb2_grpc.PredictorServicer):
     """Predicts `forecast(backend_id, observed latency)`; aborts with
-    UNAVAILABLE while `down` is set."""
+    UNAVAILABLE while `down` is set. Says its model is `proven` (the trust
+    gate's verdict) unless told otherwise."""
 
-    def __init__(self, forecast: Callable[[str, float], float], version: str = "fake-1") -> None:
+    def __init__(self, forecast: Callable[[str, float], float], version: str = "fake-1", proven: bool = True) -> None:
         self.forecast = forecast
         self.version = version
         self.down = False
+        self.proven = proven
 
     def Predict(self, request, context) -> predictor_pb2.PredictResponse:
         if self.down:
@@ -71,10 +73,12 @@ class FakePredictor(predictor_pb2_grpc.PredictorServicer):
             k = len(m.values) // max(len(m.backend_ids), 1)
             return predictor_pb2.PredictResponse(
                 model_version=self.version,
+                model_proven=self.proven,
                 predicted_latency_ms=[self.forecast(b, m.values[i * k + index]) for i, b in enumerate(m.backend_ids)],
             )
         return predictor_pb2.PredictResponse(
             model_version=self.version,
+            model_proven=self.proven,
             predictions=[
                 predictor_pb2.Prediction(
                     backend_id=v.backend_id, predicted_latency_ms=self.forecast(v.backend_id, v.values[index])

@@ -97,9 +97,14 @@ def clock(t: float) -> str:
 
 
 def backend_cell(point: Point, route: router_pb2.BackendRoute) -> str:
-    pred = f"{route.predicted_latency_ms:4.0f}" if route.basis == router_pb2.FORECAST else "   -"
+    if route.basis == router_pb2.FORECAST:
+        pred = f"->{route.predicted_latency_ms:4.0f}"
+    elif route.basis == router_pb2.MODEL_UNPROVEN:
+        pred = f"~>{route.predicted_latency_ms:4.0f}"  # in shadow: the breaker runs on observed latency
+    else:
+        pred = "->   -"
     state = STATE_SHORT[STATE[route.state]] if not route.cold else "cold"
-    return f"{point.load:5.1f}rps {point.latency_ms:5.0f}ms ->{pred} {state:<9}"
+    return f"{point.load:5.1f}rps {point.latency_ms:5.0f}ms {pred} {state:<9}"
 
 
 def train(
@@ -186,6 +191,8 @@ def stream_scenario(
         f"{requests} routing decisions per 10 s step.\n"
         "Columns per backend: offered load, observed latency -> forecast of the worst latency in the next "
         "5 minutes, breaker state.\n"
+        "'~>' marks a forecast in shadow: the model has not yet passed the predictor's trust gate on this fleet's\n"
+        "own labels, so the breakers run on observed latency (reactive) until it does.\n"
     )
     header = f"{'event':>6} | " + " | ".join(f"{b:<34}" for b in backends) + " | decisions"
     echo(header)
@@ -193,6 +200,7 @@ def stream_scenario(
     steps: list[Step] = []
     last_states: dict[str, str] = {}
     last_mix = ""
+    proven = False
     for i, (t, points) in enumerate(steps_of(history.points)):
         if until_s is not None and t - synthetic.EPOCH > until_s:
             break
@@ -204,6 +212,10 @@ def stream_scenario(
         if report:
             report_outcomes(router, decisions, points)
         steps.append(step)
+        if watcher.table.model_proven != proven:
+            proven = watcher.table.model_proven
+            word = "MODEL PROVEN: its forecasts drive the breakers" if proven else "MODEL NO LONGER PROVEN"
+            echo(f"{clock(t)} | {word} ({watcher.table.trust_reason})")
         states = {b: ("cold" if r.cold else STATE[r.state]) for b, r in step.routes.items()}
         mix = " ".join(sorted(step.actions))
         if i % print_every == 0 or states != last_states or mix != last_mix:
@@ -278,7 +290,8 @@ def episodes(steps: list[Step], threshold_ms: float) -> tuple[list[Episode], lis
             while j + 1 < len(steps) and over[j + 1]:
                 j += 1
             stretch = steps[i : j + 1]
-            drain = next((d for d in runs if d.start <= step.t <= d.end), None)
+            # The drain under way at the crossing, or one begun while over (a reactive one).
+            drain = next((d for d in runs if d.start <= stretch[-1].t and d.end >= step.t), None)
             served = sum(s.picks[b] for s in stretch)
             peak = max(s.points[b].latency_ms for s in stretch)
             previous = found[-1] if found and found[-1].backend_id == b else None

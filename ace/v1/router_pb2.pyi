@@ -32,6 +32,7 @@ class DecisionBasis(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OBSERVED_LATENCY: _ClassVar[DecisionBasis]
     COLD_START: _ClassVar[DecisionBasis]
     NO_TELEMETRY: _ClassVar[DecisionBasis]
+    MODEL_UNPROVEN: _ClassVar[DecisionBasis]
 
 class OutcomeStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -53,6 +54,7 @@ FORECAST: DecisionBasis
 OBSERVED_LATENCY: DecisionBasis
 COLD_START: DecisionBasis
 NO_TELEMETRY: DecisionBasis
+MODEL_UNPROVEN: DecisionBasis
 OUTCOME_STATUS_UNSPECIFIED: OutcomeStatus
 ACCEPTED: OutcomeStatus
 DUPLICATE: OutcomeStatus
@@ -112,7 +114,7 @@ class WatchRoutingTableRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points", "open_penalty", "error_penalty", "error_decay_s")
+    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points", "open_penalty", "error_penalty", "error_decay_s", "model_proven", "trust_reason")
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +126,8 @@ class RoutingTable(_message.Message):
     OPEN_PENALTY_FIELD_NUMBER: _ClassVar[int]
     ERROR_PENALTY_FIELD_NUMBER: _ClassVar[int]
     ERROR_DECAY_S_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PROVEN_FIELD_NUMBER: _ClassVar[int]
+    TRUST_REASON_FIELD_NUMBER: _ClassVar[int]
     backends: _containers.RepeatedCompositeFieldContainer[BackendRoute]
     partial: bool
     model_version: str
@@ -135,7 +139,9 @@ class RoutingTable(_message.Message):
     open_penalty: float
     error_penalty: float
     error_decay_s: float
-    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ..., open_penalty: _Optional[float] = ..., error_penalty: _Optional[float] = ..., error_decay_s: _Optional[float] = ...) -> None: ...
+    model_proven: bool
+    trust_reason: str
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ..., open_penalty: _Optional[float] = ..., error_penalty: _Optional[float] = ..., error_decay_s: _Optional[float] = ..., model_proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ...) -> None: ...
 
 class BackendRoute(_message.Message):
     __slots__ = ("backend_id", "state", "predicted_latency_ms", "observed_latency_ms", "as_of", "points_in_window", "cold", "basis", "state_since", "risk_ms")
@@ -166,23 +172,27 @@ class GetRiskReportRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RiskReport(_message.Message):
-    __slots__ = ("as_of", "horizon_s", "threshold_ms", "model_version", "backends", "backends_at_risk")
+    __slots__ = ("as_of", "horizon_s", "threshold_ms", "model_version", "backends", "backends_at_risk", "model_proven", "trust_reason")
     AS_OF_FIELD_NUMBER: _ClassVar[int]
     HORIZON_S_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_MS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_AT_RISK_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PROVEN_FIELD_NUMBER: _ClassVar[int]
+    TRUST_REASON_FIELD_NUMBER: _ClassVar[int]
     as_of: _timestamp_pb2.Timestamp
     horizon_s: float
     threshold_ms: float
     model_version: str
     backends: _containers.RepeatedCompositeFieldContainer[BackendRisk]
     backends_at_risk: int
-    def __init__(self, as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., horizon_s: _Optional[float] = ..., threshold_ms: _Optional[float] = ..., model_version: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendRisk, _Mapping]]] = ..., backends_at_risk: _Optional[int] = ...) -> None: ...
+    model_proven: bool
+    trust_reason: str
+    def __init__(self, as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., horizon_s: _Optional[float] = ..., threshold_ms: _Optional[float] = ..., model_version: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendRisk, _Mapping]]] = ..., backends_at_risk: _Optional[int] = ..., model_proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ...) -> None: ...
 
 class BackendRisk(_message.Message):
-    __slots__ = ("backend_id", "predicted_latency_ms", "observed_latency_ms", "breaches", "headroom_ms", "state", "basis", "drivers")
+    __slots__ = ("backend_id", "predicted_latency_ms", "observed_latency_ms", "breaches", "headroom_ms", "state", "basis", "drivers", "forecast_ms")
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +201,7 @@ class BackendRisk(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     BASIS_FIELD_NUMBER: _ClassVar[int]
     DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_MS_FIELD_NUMBER: _ClassVar[int]
     backend_id: str
     predicted_latency_ms: float
     observed_latency_ms: float
@@ -199,7 +210,8 @@ class BackendRisk(_message.Message):
     state: BreakerState
     basis: DecisionBasis
     drivers: _containers.RepeatedCompositeFieldContainer[RiskDriver]
-    def __init__(self, backend_id: _Optional[str] = ..., predicted_latency_ms: _Optional[float] = ..., observed_latency_ms: _Optional[float] = ..., breaches: _Optional[bool] = ..., headroom_ms: _Optional[float] = ..., state: _Optional[_Union[BreakerState, str]] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., drivers: _Optional[_Iterable[_Union[RiskDriver, _Mapping]]] = ...) -> None: ...
+    forecast_ms: float
+    def __init__(self, backend_id: _Optional[str] = ..., predicted_latency_ms: _Optional[float] = ..., observed_latency_ms: _Optional[float] = ..., breaches: _Optional[bool] = ..., headroom_ms: _Optional[float] = ..., state: _Optional[_Union[BreakerState, str]] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., drivers: _Optional[_Iterable[_Union[RiskDriver, _Mapping]]] = ..., forecast_ms: _Optional[float] = ...) -> None: ...
 
 class RiskDriver(_message.Message):
     __slots__ = ("feature", "value", "z_score", "weight")

@@ -36,8 +36,10 @@ class RouterStub:
     forecast has stayed below threshold x (1 - hysteresis) (default 0.15) for a
     while, so it does not flap. A backend with fewer points in its window than
     the cold-start minimum (default 5) has no trusted forecast and is served
-    round robin. When the predictor is unreachable or has no model, breakers
-    are driven by the observed latency instead (reactive), and decisions say so.
+    round robin. When the predictor is unreachable or has no model, or its
+    model has not yet proven itself on this fleet's own labels (the predictor's
+    trust gate), breakers are driven by the observed latency instead
+    (reactive), and decisions say so.
 
     Health: SERVING as soon as it listens; it answers from whatever it has.
     """
@@ -96,8 +98,10 @@ class RouterServicer:
     forecast has stayed below threshold x (1 - hysteresis) (default 0.15) for a
     while, so it does not flap. A backend with fewer points in its window than
     the cold-start minimum (default 5) has no trusted forecast and is served
-    round robin. When the predictor is unreachable or has no model, breakers
-    are driven by the observed latency instead (reactive), and decisions say so.
+    round robin. When the predictor is unreachable or has no model, or its
+    model has not yet proven itself on this fleet's own labels (the predictor's
+    trust gate), breakers are driven by the observed latency instead
+    (reactive), and decisions say so.
 
     Health: SERVING as soon as it listens; it answers from whatever it has.
     """
@@ -246,8 +250,10 @@ class Router:
     forecast has stayed below threshold x (1 - hysteresis) (default 0.15) for a
     while, so it does not flap. A backend with fewer points in its window than
     the cold-start minimum (default 5) has no trusted forecast and is served
-    round robin. When the predictor is unreachable or has no model, breakers
-    are driven by the observed latency instead (reactive), and decisions say so.
+    round robin. When the predictor is unreachable or has no model, or its
+    model has not yet proven itself on this fleet's own labels (the predictor's
+    trust gate), breakers are driven by the observed latency instead
+    (reactive), and decisions say so.
 
     Health: SERVING as soon as it listens; it answers from whatever it has.
     """

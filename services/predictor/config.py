@@ -15,6 +15,7 @@ from services.common.drift import Direction, PageHinkleySettings
 from services.common.tls import PLAINTEXT, Tls
 from services.predictor.gate import GateSettings, Metric
 from services.predictor.loop import LoopSettings
+from services.predictor.trust import TrustSettings
 
 MIB = 1024 * 1024
 
@@ -82,13 +83,25 @@ def _loop_options(p: argparse.ArgumentParser) -> None:
         ("--drift-alpha", 1.0, "forgetting factor of the drift detectors, in (0, 1]; 1: none"),
         ("--feature-drift-delta", 0.1, "change of a standardised feature its drift detector tolerates"),
         ("--feature-drift-threshold", 20.0, "Page-Hinkley lambda of the feature drift detectors"),
+        ("--trust-min-precision", 0.5, "breach precision a version needs on this fleet's labels to drive breakers"),
+        ("--trust-min-recall", 0.5, "breach recall a version needs on this fleet's labels to drive breakers"),
     )
     for flag, default, help in floats:
         env = "ACE_" + flag.removeprefix("--").replace("-", "_").upper()
         config.option(p, flag, env=env, cast=float, default=default, help=help)
     config.option(p, "--gate-metric", env="ACE_GATE_METRIC", cast=str, default="log_mae", help="log_mae or mae_ms")
+    config.option(
+        p,
+        "--trust-gate",
+        env="ACE_TRUST_GATE",
+        cast=str,
+        default="on",
+        help="on: a version drives breakers only once proven on this fleet's labels; off: every active version does",
+    )
     ints = (
         ("--gate-min-labels", 200, "shared labels before the gate decides"),
+        ("--trust-min-labels", 200, "labels a version needs before the trust gate may pass it"),
+        ("--trust-min-breaches", 20, "breach labels among them before the trust gate may pass it"),
         ("--drift-min-samples", 30, "values a drift detector needs after a reset before it may fire"),
         ("--shadow-queue", 64, "Predict calls waiting for the shadow worker; beyond it they are dropped for shadows"),
     )
@@ -118,7 +131,11 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings:
     require(0 < args.drift_alpha <= 1, f"--drift-alpha: must be in (0, 1], got {args.drift_alpha!r}")
     metrics = {"log_mae": Metric.LOG_MAE, "mae_ms": Metric.MAE_MS}
     require(args.gate_metric in metrics, f"--gate-metric: must be log_mae or mae_ms, got {args.gate_metric!r}")
-    for name in ("gate_min_labels", "drift_min_samples", "shadow_queue"):
+    require(args.trust_gate in ("on", "off"), f"--trust-gate: must be on or off, got {args.trust_gate!r}")
+    for name in ("trust_min_precision", "trust_min_recall"):
+        value = getattr(args, name)
+        require(0 <= value <= 1, f"--{name.replace('_', '-')}: must be in [0, 1], got {value!r}")
+    for name in ("gate_min_labels", "drift_min_samples", "shadow_queue", "trust_min_labels", "trust_min_breaches"):
         value = getattr(args, name)
         require(value >= 1, f"--{name.replace('_', '-')}: must be >= 1, got {value!r}")
     return LoopSettings(
@@ -143,6 +160,13 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings:
             direction=Direction.BOTH,
         ),
         shadow_queue=args.shadow_queue,
+        trust=TrustSettings(
+            enabled=args.trust_gate == "on",
+            min_labels=args.trust_min_labels,
+            min_breaches=args.trust_min_breaches,
+            min_precision=args.trust_min_precision,
+            min_recall=args.trust_min_recall,
+        ),
     )
 
 

@@ -13,7 +13,10 @@ on every evaluation tick
 4. checks the rollback rule (gate.rollback) on each new block of
    `min_labels` labels the active and previous versions share, so no label
    is judged twice: ROLL_BACK activates the previous version again
-   (`model_rolled_back`).
+   (`model_rolled_back`);
+5. judges every version with a role by the trust gate (trust.judge): only
+   a PROVEN version's forecasts drive the router's breakers
+   (`model_trust_changed` when a verdict flips).
 
 Predict only queues its call (model, backend ids, event times, input,
 forecasts); a background worker registers the active version's forecasts,
@@ -52,6 +55,8 @@ from services.predictor.gate import GateDecision, GateSettings, Verdict
 from services.predictor.model import LoadedModel
 from services.predictor.registry import Registry, Role
 from services.predictor.scoring import Counts, Forecast, Label, Scorer, Scores, Spacing
+from services.predictor.trust import GATE_OFF, UNSCORED, TrustSettings, TrustVerdict
+from services.predictor.trust import judge as judge_trust
 
 _log = structlog.get_logger("loop")
 
@@ -71,6 +76,8 @@ class LoopSettings:
     )
     # Predict calls waiting for the shadow worker; beyond it one is dropped.
     shadow_queue: int = 64
+    # Whether a version's forecasts may drive the breakers (services.predictor.trust).
+    trust: TrustSettings = field(default_factory=TrustSettings)
 
     def __post_init__(self) -> None:
         if self.shadow_queue < 1:
@@ -94,6 +101,7 @@ class VersionHealth:
     role: Role
     horizon_s: float
     scores: Scores
+    trust: TrustVerdict = UNSCORED
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,9 @@ class Loop:
         self._newest_as_of = -math.inf
         self._newest_point_at = -math.inf
         self._labelled_since_tick: set[str] = set()
+        # Each scored version's last trust verdict; replaced whole, so a
+        # Predict call reads it without a lock.
+        self._trust: dict[str, TrustVerdict] = {}
         # Set by the truth feed when it reads WatchFeatures, not ReadHistory.
         self.truth_approximate = False
 
@@ -292,6 +303,7 @@ class Loop:
         with self._verdicts:
             self._judge_candidate(active)
             self._check_rollback()
+            self._judge_trust(self._registry.active or active)
 
     def _feed_error(self, active: str, labels: list[Label]) -> None:
         if self._drift_version != active:
@@ -370,6 +382,22 @@ class Loop:
             _log.info("rollback_checked", version=active.version, previous=previous.version, reason=decision.reason)
         self._record(decision, *pair)
 
+    def _judge_trust(self, active: LoadedModel) -> None:
+        verdicts: dict[str, TrustVerdict] = {}
+        for _, model in self._roles(active):
+            before = self._trust.get(model.version, UNSCORED)
+            after = judge_trust(self._scorer.scores(model.version), before, self.settings.trust)
+            if after.trust is not before.trust:
+                _log.info("model_trust_changed", version=model.version, trust=after.trust.value, reason=after.reason)
+            verdicts[model.version] = after
+        self._trust = verdicts
+
+    def trust(self, version: str) -> TrustVerdict:
+        """Whether `version` may drive the breakers, as of the last tick."""
+        if not self.settings.trust.enabled:
+            return GATE_OFF
+        return self._trust.get(version, UNSCORED)
+
     def _record(self, decision: GateDecision, subject: str, reference: str) -> None:
         with self._lock:
             self._last_gate = GateRecord(decision, subject, reference, self._newest_as_of)
@@ -383,7 +411,9 @@ class Loop:
     def _health(self) -> Health:
         active = self._registry.active
         versions = [
-            VersionHealth(model.version, role, model.meta.horizon_s, self._scorer.scores(model.version))
+            VersionHealth(
+                model.version, role, model.meta.horizon_s, self._scorer.scores(model.version), self.trust(model.version)
+            )
             for role, model in (self._roles(active) if active is not None else [])
         ]
         with self._lock:

@@ -25,6 +25,7 @@ from services.predictor.metrics import ModelCollector, PredictorMetrics
 from services.predictor.model import ModelMeta
 from services.predictor.registry import Registry, Role, VersionInfo
 from services.predictor.scoring import Limits, Scorer
+from services.predictor.trust import GATE_OFF, Trust, TrustSettings, TrustVerdict
 from services.predictor.truth import TruthFeed
 
 SERVICE_NAME: str = predictor_pb2.DESCRIPTOR.services_by_name["Predictor"].full_name
@@ -135,6 +136,8 @@ def health_to_proto(health: Health | None) -> predictor_pb2.ModelHealth:
             predicted_breaches=s.predicted_breaches,
             actual_breaches=s.actual_breaches,
             horizon_s=v.horizon_s,
+            proven=v.trust.proven,
+            trust_reason=v.trust.reason,
         )
     for name, state in health.feature_drift:
         out.feature_drift.add(feature=name, status=_drift_to_proto(state, health.feature_drift_threshold))
@@ -151,6 +154,10 @@ def health_to_proto(health: Health | None) -> predictor_pb2.ModelHealth:
         if math.isfinite(g.decided_at):
             set_timestamp(out.last_gate.decided_at, g.decided_at)
     return out
+
+
+# Without the learning loop nothing scores the forecasts, so nothing earns trust.
+NO_LOOP = TrustVerdict(Trust.UNPROVEN, "learning loop off (no --feature-store-addr): nothing scores the forecasts")
 
 
 def _parts(requests: Iterable[predictor_pb2.PublishModelRequest]) -> Iterator[upload.Part]:
@@ -171,8 +178,11 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
         max_model_bytes: int,
         loop: Loop | None = None,
         metrics: PredictorMetrics | None = None,
+        trust: TrustSettings | None = None,
     ) -> None:
         self._registry = registry
+        # The gate's settings: the loop's when it runs, else these.
+        self._trust_settings = loop.settings.trust if loop is not None else trust or TrustSettings()
         self._metrics = metrics
         self._max_model_bytes = max_model_bytes
         self._loop = loop
@@ -188,7 +198,10 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
         if model is None:
             raise FailedPrecondition("no active model")
         vectors = request.vectors
-        response = predictor_pb2.PredictResponse(model_version=model.version)
+        verdict = self._trust(model.version)
+        response = predictor_pb2.PredictResponse(
+            model_version=model.version, model_proven=verdict.proven, trust_reason=verdict.reason
+        )
         if request.HasField("matrix"):
             if vectors:
                 raise InvalidInput("matrix: send vectors or a matrix, not both")
@@ -212,6 +225,11 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
             ids = [v.backend_id for v in vectors]
             self._loop.record(model, ids, [to_seconds(v.as_of) for v in vectors], x, out)
         return response
+
+    def _trust(self, version: str) -> TrustVerdict:
+        if self._loop is not None:
+            return self._loop.trust(version)
+        return GATE_OFF if not self._trust_settings.enabled else NO_LOOP
 
     def PublishModel(
         self, request_iterator: Iterator[predictor_pb2.PublishModelRequest], context: grpc.ServicerContext
@@ -258,7 +276,7 @@ def start(config: PredictorConfig, registry: Registry | None = None) -> RunningS
         metrics = PredictorMetrics(setup.registry)
         registry.on_swap = metrics.swapped
         setup.registry.register(ModelCollector(registry, loop))
-    servicer = PredictorServicer(registry, config.max_model_bytes, loop, metrics)
+    servicer = PredictorServicer(registry, config.max_model_bytes, loop, metrics, config.loop.trust)
     running = start_server(
         host=config.host,
         port=config.port,

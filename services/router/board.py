@@ -44,6 +44,9 @@ class Board:
     # None when the predictor could not be asked; empty when it runs no loop.
     scores: Sequence[VersionScore] | None
     rendered_at: float  # wall clock
+    # The predictor's trust verdict on the model (RoutingTable.model_proven).
+    model_proven: bool = True
+    trust_reason: str = ""
 
 
 def _e(text: object) -> str:
@@ -81,7 +84,14 @@ def _row(board: Board, r: Risk) -> str:
     state = STATE_WORDS[r.state]
     cold = r.basis is Basis.COLD_START
     figure = None if cold else r.predicted_ms
-    forecast = _ms(figure) if r.basis is Basis.FORECAST else (f"{_ms(figure)} (observed)" if not cold else "cold")
+    if cold:
+        forecast = "cold"
+    elif r.basis is Basis.FORECAST:
+        forecast = _ms(figure)
+    elif r.basis is Basis.MODEL_UNPROVEN:
+        forecast = f"{_ms(figure)} (observed; forecast {_ms(r.forecast_ms)} in shadow)"
+    else:
+        forecast = f"{_ms(figure)} (observed)"
     headroom = "—" if cold else _ms(r.headroom_ms)
     risky = "risk" if r.breaches else "ok"
     drivers = ", ".join(f"{d.feature} z={d.z_score:+.1f}" for d in r.drivers) or "—"
@@ -98,6 +108,11 @@ def _model(board: Board) -> str:
         why = "no model active" if board.predictor_available else "predictor unreachable or without a model"
         return f"<p class=warn>{why}: breakers run on observed latency.</p>"
     lines = [f"<p>Active model <b>{_e(board.model_version)}</b>.</p>"]
+    if not board.model_proven:
+        lines.append(
+            "<p class=warn>Not yet proven on this fleet's labels: breakers run on observed latency, the forecast "
+            f"in shadow ({_e(board.trust_reason)}).</p>"
+        )
     if board.scores is None:
         lines.append("<p>Measured error: the predictor did not answer.</p>")
     elif not board.scores:

@@ -61,6 +61,8 @@ def board_page(
             feature_store_connected=table.feature_store_connected,
             scores=scores(),
             rendered_at=clock(),
+            model_proven=table.model_proven,
+            trust_reason=table.trust_reason,
         )
         return "text/html; charset=utf-8", board.render(view)
 

@@ -29,6 +29,9 @@ class Basis(enum.Enum):
     COLD_START = "COLD_START"
     # Nothing is known about the candidates.
     NO_TELEMETRY = "NO_TELEMETRY"
+    # The observed latency: the model has not yet passed the predictor's
+    # trust gate on this fleet's labels; its forecast runs in shadow.
+    MODEL_UNPROVEN = "MODEL_UNPROVEN"
 
 
 class Action(enum.Enum):
@@ -144,15 +147,21 @@ def observe(
     observed_ms: float,
     at: float,
     settings: Settings,
+    proven: bool = True,
 ) -> Candidate:
     """One update of a backend under `settings`: drives its breaker and
     returns what decisions read of it. A cold backend's breaker is left
     alone; a warm one runs on the forecast, or on the observed latency when
-    there is none (the predictor is down or has no model)."""
+    there is none (the predictor is down or has no model) or when the model
+    is not `proven` on this fleet (its forecast then only runs in shadow)."""
     if settings.cold(points):
         return Candidate(backend_id, breaker.state, True, points, None, Basis.COLD_START)
-    basis = Basis.OBSERVED_LATENCY if predicted_ms is None else Basis.FORECAST
-    risk_ms = observed_ms if predicted_ms is None else predicted_ms
+    if predicted_ms is None:
+        basis, risk_ms = Basis.OBSERVED_LATENCY, observed_ms
+    elif proven:
+        basis, risk_ms = Basis.FORECAST, predicted_ms
+    else:
+        basis, risk_ms = Basis.MODEL_UNPROVEN, observed_ms
     breaker.observe(risk_ms, at, settings)
     return Candidate(backend_id, breaker.state, False, points, risk_ms, basis)
 
@@ -217,11 +226,20 @@ class Choice:
 # Said after the reason when a decision rests on less than a forecast, or
 # on a table no longer fed.
 OBSERVED_NOTE = "; predictor unreachable or without a model: reactive fallback on observed latency"
+UNPROVEN_NOTE = (
+    "; model not yet proven on this fleet's labels (trust gate): reactive breaker on observed latency, "
+    "forecast in shadow"
+)
 STALE_NOTE = "; feature store unreachable: deciding on the last known table"
 
 
 def _notes(chosen: Candidate, stale: bool) -> str:
-    observed = OBSERVED_NOTE if chosen.basis is Basis.OBSERVED_LATENCY else ""
+    if chosen.basis is Basis.OBSERVED_LATENCY:
+        observed = OBSERVED_NOTE
+    elif chosen.basis is Basis.MODEL_UNPROVEN:
+        observed = UNPROVEN_NOTE
+    else:
+        observed = ""
     return observed + STALE_NOTE if stale else observed
 
 
@@ -230,7 +248,7 @@ def _ms(value: float | None) -> str:
 
 
 def _risk_word(c: Candidate) -> str:
-    return "observed" if c.basis is Basis.OBSERVED_LATENCY else "forecast"
+    return "observed" if c.basis is Basis.OBSERVED_LATENCY or c.basis is Basis.MODEL_UNPROVEN else "forecast"
 
 
 def _eligible(c: Candidate) -> bool:

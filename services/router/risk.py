@@ -30,6 +30,8 @@ class Risk:
     state: State
     basis: Basis
     drivers: tuple[Driver, ...]
+    # The model's forecast, also while it runs in shadow; None without one.
+    forecast_ms: float | None = None
 
 
 def drivers(entry: Entry, model: ModelFacts) -> tuple[Driver, ...]:
@@ -68,6 +70,7 @@ def report(entries: Sequence[Entry], model: ModelFacts, settings: Settings) -> l
                 state=e.breaker.state,
                 basis=e.basis,
                 drivers=drivers(e, model) if e.basis is Basis.FORECAST else (),
+                forecast_ms=e.predicted_ms if figure is not None else None,
             )
         )
     risks.sort(key=lambda r: (r.basis is Basis.COLD_START, -r.predicted_ms, r.backend_id))

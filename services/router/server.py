@@ -126,6 +126,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             threshold_ms=settings.threshold_ms,
             model_version=status.model.version if status.predictor_available else "",
             backends_at_risk=sum(r.breaches for r in risks),
+            model_proven=status.model_proven and status.predictor_available,
+            trust_reason=status.trust_reason if status.predictor_available else "",
         )
         set_timestamp(out.as_of, status.as_of)
         for r in risks:
@@ -141,6 +143,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                     router_pb2.RiskDriver(feature=d.feature, value=d.value, z_score=d.z_score, weight=d.weight)
                     for d in r.drivers
                 ],
+                forecast_ms=r.forecast_ms,
             )
         return out
 
@@ -232,6 +235,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             open_penalty=settings.open_penalty,
             error_penalty=settings.error_penalty,
             error_decay_s=settings.error_decay_s,
+            model_proven=status.model_proven and status.predictor_available,
+            trust_reason=status.trust_reason if status.predictor_available else "",
         )
         for e in entries:
             route = out.backends.add(

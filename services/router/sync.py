@@ -103,7 +103,7 @@ class TableSync:
         at = features.latency_index(feature_names)
         settings = self._table.settings
         warm = [v for v in vectors if not settings.cold(v.points_in_window)]
-        forecasts = self._forecast(warm) if warm else {}
+        forecasts, proven = self._forecast(warm) if warm else ({}, False)
         updates = [
             Update(
                 backend_id=v.backend_id,
@@ -112,6 +112,7 @@ class TableSync:
                 observed_ms=v.values[at] if at is not None and len(v.values) > at else 0.0,
                 predicted_ms=forecasts.get(v.backend_id),
                 features=np.asarray(v.values, dtype=np.float64),
+                proven=proven,
             )
             for v in vectors
         ]
@@ -119,9 +120,11 @@ class TableSync:
         if self._on_applied is not None:
             self._on_applied([u.backend_id for u in updates])
 
-    def _forecast(self, vectors: Sequence[telemetry_pb2.FeatureVector]) -> dict[str, float]:
+    def _forecast(self, vectors: Sequence[telemetry_pb2.FeatureVector]) -> tuple[dict[str, float], bool]:
+        """The forecasts by backend id, and whether they may drive the
+        breakers (the predictor's trust verdict on their model)."""
         if not self._predictor_breaker.allow():
-            return {}  # the table already says predictor_available=False
+            return {}, False  # the table already says predictor_available=False
         request = predict_request(vectors)
         try:
             response = self._predictor.Predict(request, timeout=self._predict_timeout_s)
@@ -132,7 +135,7 @@ class TableSync:
             if self._table.predictor_available:
                 _log.warning("predict_failed", code=str(exc.code()), details=exc.details())
             self._table.set_status(predictor_available=False)
-            return {}
+            return {}, False
         self._predictor_breaker.record(True)
         if request.HasField("matrix"):
             ids, forecasts = request.matrix.backend_ids, response.predicted_latency_ms
@@ -140,14 +143,14 @@ class TableSync:
                 # A predictor that predates FeatureMatrix reads an empty request.
                 _log.warning("predict_answer_incomplete", rows=len(ids), forecasts=len(forecasts))
                 self._table.set_status(predictor_available=False)
-                return {}
+                return {}, False
             by_id = dict(zip(ids, forecasts, strict=True))
         else:
             by_id = {p.backend_id: p.predicted_latency_ms for p in response.predictions}
         if response.model_version != self._table.model.version:
             self._table.set_status(model=self._model_facts(response.model_version))
-        self._table.set_status(predictor_available=True)
-        return by_id
+        self._table.set_status(predictor_available=True, trust=(response.model_proven, response.trust_reason))
+        return by_id, response.model_proven
 
     def _model_facts(self, version: str) -> ModelFacts:
         try:

@@ -37,6 +37,9 @@ class Update:
     observed_ms: float
     predicted_ms: float | None
     features: npt.NDArray[np.float64] | None = None
+    # Whether predicted_ms may drive the breaker: the predictor's trust gate
+    # passed its model on this fleet's labels.
+    proven: bool = True
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Status:
     predictor_available: bool
     feature_store_connected: bool
     as_of: float  # event time of the newest telemetry seen
+    model_proven: bool = False
+    trust_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class RoutingTable:
         self.model = ModelFacts()
         self.predictor_available = False
         self.feature_store_connected = False
+        # The predictor's trust verdict on the model of the newest forecasts.
+        self.model_proven = False
+        self.trust_reason = ""
         # Event time of the newest telemetry the table has seen.
         self.as_of = 0.0
 
@@ -130,7 +138,14 @@ class RoutingTable:
                 self.as_of = max(self.as_of, u.as_of)
                 old = entry.breaker.state
                 candidate = observe(
-                    entry.breaker, u.backend_id, u.points, u.predicted_ms, u.observed_ms, u.as_of, self.settings
+                    entry.breaker,
+                    u.backend_id,
+                    u.points,
+                    u.predicted_ms,
+                    u.observed_ms,
+                    u.as_of,
+                    self.settings,
+                    u.proven,
                 )
                 entry.basis, entry.risk_ms = candidate.basis, candidate.risk_ms
                 if candidate.state is not old:
@@ -155,9 +170,16 @@ class RoutingTable:
         predictor_available: bool | None = None,
         feature_store_connected: bool | None = None,
         model: ModelFacts | None = None,
+        trust: tuple[bool, str] | None = None,
     ) -> None:
+        """`trust` is the predictor's (model_proven, trust_reason)."""
         changed = False
         with self._lock:
+            if trust is not None and trust != (self.model_proven, self.trust_reason):
+                if trust[0] != self.model_proven:
+                    _log.info("model_trust_changed", proven=trust[0], reason=trust[1])
+                self.model_proven, self.trust_reason = trust
+                changed = True
             if predictor_available is not None and predictor_available != self.predictor_available:
                 self.predictor_available = predictor_available
                 _log.info("predictor_available" if predictor_available else "predictor_unavailable")
@@ -184,7 +206,14 @@ class RoutingTable:
 
     def status(self) -> Status:
         with self._lock:
-            return Status(self.model, self.predictor_available, self.feature_store_connected, self.as_of)
+            return Status(
+                self.model,
+                self.predictor_available,
+                self.feature_store_connected,
+                self.as_of,
+                self.model_proven,
+                self.trust_reason,
+            )
 
     def entries(self, backend_ids: Sequence[str] | None = None) -> list[Entry]:
         """Copies of the entries, sorted by backend id."""

@@ -295,8 +295,11 @@ def test_the_manifests_run_probe_train_and_decide(launched: Launch):
                 break
         decision = router.Decide(router_pb2.DecideRequest(request_id="manifest-launch"), timeout=5)
     assert decision.backend_id in {b.backend_id for b in HISTORY.backends}
-    assert decision.basis == router_pb2.FORECAST
-    assert decision.model_version == published.group(1)
+    # A first model on a fleet has not yet been scored on its labels: the
+    # predictor's trust gate keeps its forecast in shadow.
+    assert not message.model_proven and "not scored" in message.trust_reason
+    assert decision.basis == router_pb2.MODEL_UNPROVEN
+    assert "not yet proven" in decision.reason
 
     # Read-only root filesystem: nothing was written outside the volumes.
     for replicas in launched.replicas.values():

@@ -40,7 +40,12 @@ def start_fleet(model_dir: Path) -> Fleet:
     servers: dict[str, RunningServer] = {}
     try:
         servers["feature_store"] = fs_server.start(fs_config.load(local))
-        servers["predictor"] = pr_server.start(pr_config.load([*guarded, "--model-dir", str(model_dir)]))
+        # No learning loop here, so nothing could prove a model: these tests
+        # follow the forecast along the data path, and the trust gate is off.
+        # `make run` (tests/tools/test_make_run.py) shows the gate at work.
+        servers["predictor"] = pr_server.start(
+            pr_config.load([*guarded, "--model-dir", str(model_dir), "--trust-gate", "off"])
+        )
         fs_addr = f"127.0.0.1:{servers['feature_store'].port}"
         pr_addr = f"127.0.0.1:{servers['predictor'].port}"
         servers["router"] = rt_server.start(

@@ -15,6 +15,7 @@ from services.predictor.gate import GateSettings, Verdict
 from services.predictor.loop import Health, Loop, LoopSettings
 from services.predictor.registry import Registry, Role
 from services.predictor.scoring import Limits, Scorer
+from services.predictor.trust import TrustSettings
 from tests.predictor import models
 
 HORIZON_S = 30.0  # models.make_meta's
@@ -243,3 +244,26 @@ def test_a_full_queue_drops_shadow_work_but_never_the_active_forecasts(registry:
     assert health.counts.pending == 2, "the active forecasts of the two calls that found the queue full"
     assert loop.process_pending() == 1
     assert loop.health().counts.pending == 4, "plus the queued call's, for the active version and the candidate"
+
+
+def test_a_version_earns_trust_on_breaches_it_forecast_and_loses_it_on_false_ones(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    publish(registry, "alarmist", 400.0)  # always forecasts a breach
+    trust = TrustSettings(min_labels=MIN_LABELS, min_breaches=10)
+    loop = make_loop(registry, trust=trust)
+    traffic = Traffic(loop, registry)
+    assert not loop.trust("alarmist").proven  # nothing scored yet
+    traffic.run(20, truth_ms=450.0)  # the fleet breaches: every forecast was right
+    assert loop.trust("alarmist").proven
+    (health,) = loop.health().versions
+    assert health.trust.proven and "proven on this fleet" in health.trust.reason
+    # The fleet recovers and the version goes on forecasting breaches: the
+    # false ones soon outnumber the true ones still in the scores.
+    traffic.run(200, truth_ms=100.0)
+    assert not loop.trust("alarmist").proven
+    assert "not followed" in loop.trust("alarmist").reason
+
+
+def test_with_the_trust_gate_off_every_version_is_trusted(registry: Registry) -> None:
+    loop = make_loop(registry, trust=TrustSettings(enabled=False))
+    assert loop.trust("good").proven and loop.trust("unknown").proven

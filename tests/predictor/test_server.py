@@ -19,7 +19,9 @@ from services.common import features
 from services.common.serving import RunningServer
 from services.predictor import server
 from services.predictor.config import PredictorConfig
+from services.predictor.loop import LoopSettings
 from services.predictor.model import ModelMeta
+from services.predictor.trust import TrustSettings
 from tests.fakes import OPEN_ADMIN
 from tests.predictor import models
 
@@ -57,7 +59,7 @@ def predict_request(x: np.ndarray, schema: str = features.SCHEMA_VERSION) -> pre
 
 
 @contextmanager
-def connect(model_dir: Path, max_model_bytes: int = 1 << 20) -> Iterator[Client]:
+def connect(model_dir: Path, max_model_bytes: int = 1 << 20, loop: LoopSettings | None = None) -> Iterator[Client]:
     config = PredictorConfig(
         host="127.0.0.1",
         port=0,
@@ -65,6 +67,7 @@ def connect(model_dir: Path, max_model_bytes: int = 1 << 20) -> Iterator[Client]
         model_dir=model_dir,
         max_model_bytes=max_model_bytes,
         admin=OPEN_ADMIN,
+        loop=loop or LoopSettings(),
     )
     running = server.start(config)
     # No channel_ready_future: the port is bound when start returns, and a
@@ -121,6 +124,16 @@ def test_publish_in_chunks_then_predict_a_batch(client: Client, onnx_a: bytes) -
     empty = client.predictor.Predict(predictor_pb2.PredictRequest(), timeout=5)
     assert empty.model_version == "v1" and not empty.predictions
     assert client.predictor.GetActiveModel(predictor_pb2.GetActiveModelRequest(), timeout=5) == info
+
+
+def test_without_the_learning_loop_no_model_is_proven_unless_the_gate_is_off(tmp_path: Path, onnx_a: bytes) -> None:
+    for gate_on in (True, False):
+        settings = LoopSettings(trust=TrustSettings(enabled=gate_on))
+        with connect(tmp_path / str(gate_on), loop=settings) as client:
+            client.publish(models.make_meta(onnx_a, version="v1"), onnx_a)
+            response = client.predict(models.inputs(2))
+            assert response.model_proven is not gate_on
+            assert ("learning loop off" if gate_on else "trust gate off") in response.trust_reason
 
 
 def test_predict_errors_name_the_field(client: Client, onnx_a: bytes) -> None:

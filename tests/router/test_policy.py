@@ -230,3 +230,11 @@ class TestLeastLoaded:
         # The rotation clears counts after each choice; the words, read later, still say what was true.
         failing.error_load, failing.in_flight, b.in_flight = 0.0, None, None
         assert choice.reason.startswith("a has been failing: it counts 3.0 more")
+
+
+def test_an_unproven_models_forecast_is_kept_out_of_the_breaker():
+    b = Breaker()
+    c = observe(b, "a", 5, 900.0, 120.0, 10, S, proven=False)
+    assert (c.risk_ms, c.basis, c.state) == (120.0, Basis.MODEL_UNPROVEN, State.CLOSED)
+    c = observe(b, "a", 5, 100.0, 320.0, 20, S, proven=False)
+    assert (c.risk_ms, c.basis, c.state) == (320.0, Basis.MODEL_UNPROVEN, State.OPEN)

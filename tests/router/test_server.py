@@ -11,6 +11,7 @@ import pytest
 
 from ace.v1 import feature_store_pb2_grpc, predictor_pb2_grpc, router_pb2, router_pb2_grpc
 from services.common.timeutil import to_seconds
+from services.router import policy
 from services.router.config import load
 from services.router.server import start
 from tests.fakes import FakeFeatureStore, FakePredictor, serve, vector
@@ -133,6 +134,30 @@ def test_predictor_down_falls_back_to_observed_latency_and_says_so(rig):
     store.batches.put([vector("a", 110, 120), vector("b", 110, 120)])
     watch.until(lambda w: at("b", 110)(w) and w.table.predictor_available)
     assert watch.routes["a"].basis == router_pb2.FORECAST
+
+
+def test_an_unproven_model_runs_in_shadow_and_the_breakers_on_observed_latency(rig):
+    store, predictor, stub, watch = rig
+    predictor.proven = False
+    # b's forecast (350 ms) breaches, its observed latency (200 ms) does not.
+    store.batches.put([vector("a", 100, 120), vector("b", 100, 200)])
+    watch.until(lambda w: at("b", 100)(w) and w.table.predictor_available)
+    assert not watch.table.model_proven
+    assert (watch.routes["b"].state, watch.routes["b"].basis) == (router_pb2.CLOSED, router_pb2.MODEL_UNPROVEN)
+    assert (watch.routes["b"].predicted_latency_ms, watch.routes["b"].risk_ms) == (350.0, 200.0)
+    decision = stub.Decide(router_pb2.DecideRequest(candidates=["b"]))
+    assert (decision.backend_id, decision.basis, decision.model_version) == ("b", router_pb2.MODEL_UNPROVEN, "")
+    assert decision.reason.endswith(policy.UNPROVEN_NOTE.removeprefix("; "))
+    report = stub.GetRiskReport(router_pb2.GetRiskReportRequest())
+    b = next(r for r in report.backends if r.backend_id == "b")
+    assert (b.predicted_latency_ms, b.forecast_ms, b.breaches) == (200.0, 350.0, False)
+    assert not report.model_proven and report.backends_at_risk == 0
+    # The predictor's gate passes the model: the forecast drives b's breaker.
+    predictor.proven = True
+    store.batches.put([vector("a", 110, 120), vector("b", 110, 200)])
+    watch.until(lambda w: at("b", 110)(w) and w.table.model_proven)
+    assert (watch.routes["b"].state, watch.routes["b"].basis) == (router_pb2.OPEN, router_pb2.FORECAST)
+    assert stub.GetRiskReport(router_pb2.GetRiskReportRequest()).model_proven
 
 
 def test_feature_store_gone_keeps_deciding_from_the_last_table(rig):

@@ -16,6 +16,7 @@ BASES = {
     router_pb2.OBSERVED_LATENCY: "observed",
     router_pb2.COLD_START: "cold",
     router_pb2.NO_TELEMETRY: "no telemetry",
+    router_pb2.MODEL_UNPROVEN: "observed, model unproven",
 }
 ROLES = {predictor_pb2.ACTIVE: "active", predictor_pb2.CANDIDATE: "candidate", predictor_pb2.PREVIOUS: "previous"}
 
@@ -47,6 +48,8 @@ def ms(value: float) -> str:
 def risk(report: router_pb2.RiskReport) -> str:
     at_risk = report.backends_at_risk
     model = report.model_version or "none (breakers run on observed latency)"
+    if report.model_version and not report.model_proven:
+        model += f", not yet proven on this fleet: breakers run on observed latency ({report.trust_reason})"
     lines = [
         f"{at_risk} of {len(report.backends)} backends forecast at or over {ms(report.threshold_ms)} "
         f"in the next {report.horizon_s:,.0f} s",

@@ -1,0 +1,120 @@
+"""The trust gate: whether a model version's forecasts may drive breakers on
+this fleet. A pure function over the version's scores on the fleet's own
+labels (scoring.Scores), applied on every evaluation tick.
+
+A version ships knowing nothing about the fleet it is put in front of: the
+first model `make up` trains learns synthetic history, and on a fleet it had
+never seen it opened breakers 17.9 times per fault-free backend-hour at a
+precision of 0.07 (issue 14's measurement). So trust is earned, not given:
+
+    PROVEN once, on at least `min_labels` labels with at least `min_breaches`
+    breaches among them, breach precision >= min_precision and breach
+    recall >= min_recall.
+
+Until then the router runs its breakers on observed latency and the
+forecast runs in shadow (scored all the same). Evidence can also take trust
+away: on the same number of labels, a version whose forecast breaches are
+mostly not followed by one (precision under min_precision, including a
+fleet with no breach at all) is UNPROVEN again. While the window holds too
+little evidence either way (a quiet hour), the last verdict stands: a quiet
+hour proves nothing, and flipping a fleet between forecast and reactive
+breakers on every quiet spell would be a thrash of its own.
+
+Why these defaults:
+- precision 0.5: a breaker that opens on a false forecast moves a quarter
+  of a pool's traffic onto the other three; below one true breach in two
+  forecast, the openings cost more than they save (issue 13's arithmetic:
+  one of four backends drained at 55% load puts the others at 73%);
+- recall 0.5: the reactive breaker the router falls back to catches about
+  half the breaches in its horizon (0.52 on issue 14's fleet); a model
+  that catches fewer has nothing to add;
+- min_breaches 20: the labels of one breach episode are the forecasts made
+  over the horizon before it, 30 of them for one backend at a point every
+  10 s; 20 asks for at least most of one real episode, not a blip;
+- min_labels 200: as the promotion gate (services.predictor.gate), so the
+  two gates judge on the same footing.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from services.predictor.scoring import Scores
+
+
+class Trust(enum.Enum):
+    # Not (yet) shown to forecast this fleet's breaches: runs in shadow.
+    UNPROVEN = "UNPROVEN"
+    # Passed the gate on this fleet's labels: drives the breakers.
+    PROVEN = "PROVEN"
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    # False: every active version drives the breakers at once (the behaviour
+    # before the gate; for a model validated on this fleet by other means).
+    enabled: bool = True
+    min_labels: int = 200
+    min_breaches: int = 20
+    min_precision: float = 0.5
+    min_recall: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("min_labels", "min_breaches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+        for name in ("min_precision", "min_recall"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value <= 1):
+                raise ValueError(f"{name}: must be in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrustVerdict:
+    trust: Trust
+    reason: str  # for the logs, health and the router's answers
+
+    @property
+    def proven(self) -> bool:
+        return self.trust is Trust.PROVEN
+
+
+UNSCORED = TrustVerdict(Trust.UNPROVEN, "not scored on this fleet's labels yet")
+GATE_OFF = TrustVerdict(Trust.PROVEN, "trust gate off: every active version drives the breakers")
+
+
+def _ratio(value: float | None) -> str:
+    return "none" if value is None else f"{value:.2f}"
+
+
+def judge(scores: Scores, previous: TrustVerdict, settings: TrustSettings) -> TrustVerdict:
+    """The version's verdict after this tick; `previous` is its last one
+    (UNSCORED at first)."""
+    if not settings.enabled:
+        return GATE_OFF
+    s = scores
+    figures = (
+        f"{s.labels} labels, {s.actual_breaches} breaches, {s.predicted_breaches} forecast; "
+        f"precision {_ratio(s.breach_precision)}, recall {_ratio(s.breach_recall)}"
+    )
+    bar = (
+        f"the bar: precision >= {settings.min_precision:g} and recall >= {settings.min_recall:g} "
+        f"on >= {settings.min_labels} labels with >= {settings.min_breaches} breaches"
+    )
+    enough_labels = s.labels >= settings.min_labels
+    if enough_labels and s.predicted_breaches >= settings.min_breaches:
+        # Enough forecast breaches to judge precision, whatever happened.
+        precision = s.breach_precision or 0.0
+        if precision < settings.min_precision:
+            return TrustVerdict(Trust.UNPROVEN, f"too many forecast breaches not followed by one ({figures}); {bar}")
+    if not enough_labels or s.actual_breaches < settings.min_breaches:
+        if previous.trust is Trust.PROVEN:
+            return TrustVerdict(Trust.PROVEN, f"proven; too few labels to judge again ({figures})")
+        return TrustVerdict(Trust.UNPROVEN, f"waiting for evidence ({figures}); {bar}")
+    recall = s.breach_recall or 0.0
+    precision = s.breach_precision or 0.0
+    if recall >= settings.min_recall and precision >= settings.min_precision:
+        return TrustVerdict(Trust.PROVEN, f"proven on this fleet ({figures})")
+    return TrustVerdict(Trust.UNPROVEN, f"below the bar ({figures}); {bar}")
