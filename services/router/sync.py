@@ -102,7 +102,7 @@ class TableSync:
             return
         at = features.latency_index(feature_names)
         settings = self._table.settings
-        warm = [v for v in vectors if not settings.cold(v.points_in_window)]
+        warm = [v for v in vectors if not settings.cold(v.points_in_window, v.window_covered_s)]
         forecasts = self._forecast(warm) if warm else {}
         updates = [
             Update(
@@ -112,12 +112,13 @@ class TableSync:
                 observed_ms=v.values[at] if at is not None and len(v.values) > at else 0.0,
                 predicted_ms=forecasts.get(v.backend_id),
                 features=np.asarray(v.values, dtype=np.float64),
+                covered_s=v.window_covered_s,
             )
             for v in vectors
         ]
-        self._table.apply(updates)
+        changed = self._table.apply(updates)
         if self._on_applied is not None:
-            self._on_applied([u.backend_id for u in updates])
+            self._on_applied(changed)
 
     def _forecast(self, vectors: Sequence[telemetry_pb2.FeatureVector]) -> dict[str, float]:
         if not self._predictor_breaker.allow():
