@@ -21,7 +21,11 @@ from services.common.features import FEATURE_NAMES, LATENCY_INDEX, N_FEATURES, S
 from services.common.timeutil import to_timestamp
 
 
-def vector(backend_id: str, t: float, latency_ms: float, points: int = 30) -> telemetry_pb2.FeatureVector:
+def vector(
+    backend_id: str, t: float, latency_ms: float, points: int = 30, covered_s: float | None = None
+) -> telemetry_pb2.FeatureVector:
+    """A vector of a window of `points` points; unless `covered_s` says
+    otherwise they came 10 s apart."""
     values = [0.0] * N_FEATURES
     values[LATENCY_INDEX] = latency_ms
     return telemetry_pb2.FeatureVector(
@@ -30,6 +34,7 @@ def vector(backend_id: str, t: float, latency_ms: float, points: int = 30) -> te
         values=values,
         as_of=to_timestamp(t),
         points_in_window=points,
+        window_covered_s=10.0 * max(points - 1, 0) if covered_s is None else covered_s,
     )
 
 

@@ -129,7 +129,7 @@ def router_input(data: bytes) -> None:
         Settings(
             threshold_ms=table.threshold_ms,
             horizon_s=table.horizon_s,
-            cold_start_points=table.cold_start_points,
+            warm_after_s=table.warm_after_s,
             open_penalty=fdp.ConsumeFloat(),
         )
     )

@@ -34,12 +34,19 @@ class RouterStub:
     opens when the predicted worst latency over the horizon (default 300 s)
     reaches the threshold (default 300 ms), and closes again only after the
     forecast has stayed below threshold x (1 - hysteresis) (default 0.15) for a
-    while, so it does not flap. A backend with fewer points in its window than
-    the cold-start minimum (default 5) has no trusted forecast and is served
-    round robin. When the predictor is unreachable or has no model, or its
-    model has not yet proven itself on this fleet's own labels (the predictor's
-    trust gate), breakers are driven by the observed latency instead
-    (reactive), and decisions say so.
+    while, so it does not flap. A backend whose window covers less than
+    --warm-after-s of event time (default 40 s), or holds fewer than 2 points,
+    is cold: it has no trusted figure and takes its turns round robin, as far
+    as its breaker lets it. Warmth is judged by time covered, not by a count
+    of points, so ACE works alike with telemetry every 10 s or every 60 s.
+    An open breaker that gets no fresh figure (its backend silent or cold) for
+    --probe-after-s of event time (default 300 s), measured against the newest
+    telemetry of the whole fleet, half-opens, so a drained backend that only
+    reports while it serves is tried again. When the predictor is unreachable
+    or has no model, or its model has not yet proven itself on this fleet's
+    own labels (the predictor's trust gate), breakers are driven by the
+    observed latency instead (reactive), and decisions say so. A breaker
+    state, wherever it is reported, is what placement does with the backend.
 
     Health: SERVING as soon as it listens; it answers from whatever it has.
     """
@@ -96,12 +103,19 @@ class RouterServicer:
     opens when the predicted worst latency over the horizon (default 300 s)
     reaches the threshold (default 300 ms), and closes again only after the
     forecast has stayed below threshold x (1 - hysteresis) (default 0.15) for a
-    while, so it does not flap. A backend with fewer points in its window than
-    the cold-start minimum (default 5) has no trusted forecast and is served
-    round robin. When the predictor is unreachable or has no model, or its
-    model has not yet proven itself on this fleet's own labels (the predictor's
-    trust gate), breakers are driven by the observed latency instead
-    (reactive), and decisions say so.
+    while, so it does not flap. A backend whose window covers less than
+    --warm-after-s of event time (default 40 s), or holds fewer than 2 points,
+    is cold: it has no trusted figure and takes its turns round robin, as far
+    as its breaker lets it. Warmth is judged by time covered, not by a count
+    of points, so ACE works alike with telemetry every 10 s or every 60 s.
+    An open breaker that gets no fresh figure (its backend silent or cold) for
+    --probe-after-s of event time (default 300 s), measured against the newest
+    telemetry of the whole fleet, half-opens, so a drained backend that only
+    reports while it serves is tried again. When the predictor is unreachable
+    or has no model, or its model has not yet proven itself on this fleet's
+    own labels (the predictor's trust gate), breakers are driven by the
+    observed latency instead (reactive), and decisions say so. A breaker
+    state, wherever it is reported, is what placement does with the backend.
 
     Health: SERVING as soon as it listens; it answers from whatever it has.
     """
@@ -248,12 +262,19 @@ class Router:
     opens when the predicted worst latency over the horizon (default 300 s)
     reaches the threshold (default 300 ms), and closes again only after the
     forecast has stayed below threshold x (1 - hysteresis) (default 0.15) for a
-    while, so it does not flap. A backend with fewer points in its window than
-    the cold-start minimum (default 5) has no trusted forecast and is served
-    round robin. When the predictor is unreachable or has no model, or its
-    model has not yet proven itself on this fleet's own labels (the predictor's
-    trust gate), breakers are driven by the observed latency instead
-    (reactive), and decisions say so.
+    while, so it does not flap. A backend whose window covers less than
+    --warm-after-s of event time (default 40 s), or holds fewer than 2 points,
+    is cold: it has no trusted figure and takes its turns round robin, as far
+    as its breaker lets it. Warmth is judged by time covered, not by a count
+    of points, so ACE works alike with telemetry every 10 s or every 60 s.
+    An open breaker that gets no fresh figure (its backend silent or cold) for
+    --probe-after-s of event time (default 300 s), measured against the newest
+    telemetry of the whole fleet, half-opens, so a drained backend that only
+    reports while it serves is tried again. When the predictor is unreachable
+    or has no model, or its model has not yet proven itself on this fleet's
+    own labels (the predictor's trust gate), breakers are driven by the
+    observed latency instead (reactive), and decisions say so. A breaker
+    state, wherever it is reported, is what placement does with the backend.
 
     Health: SERVING as soon as it listens; it answers from whatever it has.
     """

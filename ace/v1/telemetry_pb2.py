@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x63\x65/v1/telemetry.proto\x12\x06\x61\x63\x65.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n\x0eTelemetryPoint\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12/\n\x0bobserved_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04load\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\"\x90\x01\n\rFeatureVector\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10points_in_window\x18\x05 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x63\x65/v1/telemetry.proto\x12\x06\x61\x63\x65.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n\x0eTelemetryPoint\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12/\n\x0bobserved_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04load\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\"\xaa\x01\n\rFeatureVector\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10points_in_window\x18\x05 \x01(\r\x12\x18\n\x10window_covered_s\x18\x06 \x01(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TELEMETRYPOINT']._serialized_start=68
   _globals['_TELEMETRYPOINT']._serialized_end=207
   _globals['_FEATUREVECTOR']._serialized_start=210
-  _globals['_FEATUREVECTOR']._serialized_end=354
+  _globals['_FEATUREVECTOR']._serialized_end=380
 # @@protoc_insertion_point(module_scope)

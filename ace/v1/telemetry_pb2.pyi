@@ -24,15 +24,17 @@ class TelemetryPoint(_message.Message):
     def __init__(self, backend_id: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., load: _Optional[float] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ...) -> None: ...
 
 class FeatureVector(_message.Message):
-    __slots__ = ("backend_id", "schema_version", "values", "as_of", "points_in_window")
+    __slots__ = ("backend_id", "schema_version", "values", "as_of", "points_in_window", "window_covered_s")
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
     POINTS_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_COVERED_S_FIELD_NUMBER: _ClassVar[int]
     backend_id: str
     schema_version: str
     values: _containers.RepeatedScalarFieldContainer[float]
     as_of: _timestamp_pb2.Timestamp
     points_in_window: int
-    def __init__(self, backend_id: _Optional[str] = ..., schema_version: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., points_in_window: _Optional[int] = ...) -> None: ...
+    window_covered_s: float
+    def __init__(self, backend_id: _Optional[str] = ..., schema_version: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., points_in_window: _Optional[int] = ..., window_covered_s: _Optional[float] = ...) -> None: ...

@@ -287,7 +287,8 @@ def nab(ace_trained: TrainedModel, data_dir: Path = DATA_DIR) -> NabResult:
     latency = (v_arr * THRESHOLD_MS / threshold_raw)[:, None]
     load = np.ones_like(latency)
     settings = Settings()
-    # A 300 s window would hold 2 samples, below the cold-start minimum.
+    # A 300 s window would hold 2 samples: enough to be warm (40 s covered),
+    # too few for a trend or a spread that means anything.
     limits = WindowLimits(span_s=NAB_WINDOW_S)
     ace = _openings(stream(AceRouter("ACE", 1, settings, model.load(ace_trained), limits), t_arr, load, latency))
     reactive = _openings(stream(AceRouter("reactive", 1, settings, None, limits), t_arr, load, latency))

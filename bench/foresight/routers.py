@@ -314,7 +314,7 @@ class AceRouter:
         for b, window in enumerate(self.windows):
             window.add(at, float(telemetry.load[b]), float(telemetry.latency_ms[b]), float(telemetry.error_rate[b]))
             vectors.append(features.compute(window))
-        warm = [b for b in range(self.n) if len(self.windows[b]) >= self.settings.cold_start_points]
+        warm = [b for b in range(self.n) if not self.is_cold(b)]
         forecasts: dict[int, float] = {}
         if self.model is not None and warm:
             scored = self.model.score([(features.SCHEMA_VERSION, vectors[b].tolist()) for b in warm])
@@ -327,9 +327,15 @@ class AceRouter:
                 observed_ms=float(vectors[b][LATENCY_INDEX]),
                 predicted_ms=forecasts.get(b),
                 features=vectors[b],
+                covered_s=self.windows[b].covered_s,
             )
             for b in range(self.n)
         ]
+
+    def is_cold(self, b: int) -> bool:
+        """Whether backend b is cold, by the router's own rule."""
+        window = self.windows[b]
+        return self.settings.cold(len(window), window.covered_s)
 
     def tick(self, telemetry: Telemetry) -> None:
         self.table.apply(self.updates(telemetry))

@@ -75,6 +75,7 @@ def table_of(backends: int, *, open_every: int = 7) -> RoutingTable:
                 observed_ms=120.0,
                 predicted_ms=450.0 if i % open_every == open_every - 1 else 100.0 + i % 50,
                 features=zeros,
+                covered_s=290.0,
             )
             for i in range(backends)
         ]

@@ -24,7 +24,7 @@ from services.router.client import RouterClient
 from services.router.policy import Basis
 from services.trainer.publish import publish
 
-WARM_POINTS = 6  # above the router's cold-start minimum, so every backend is forecast
+WARM_POINTS = 6  # 50 s of event time, past the router's warm_after_s (40 s), so every backend is forecast
 STEP_S = 10  # event time between a backend's points
 TICK_S = 0.01  # the driver sends a batch this often
 

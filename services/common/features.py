@@ -17,15 +17,21 @@ from services.common.window import ERROR, LATENCY, LOAD, TIME, Window
 SCHEMA_VERSION = "ace.features.v1"
 
 # Rates of change are slopes fitted over this much recent event time: long
-# enough to smooth noise, short enough to see a ramp start.
+# enough to smooth noise, short enough to see a ramp start. The fit always
+# reaches back to the point before the newest, so telemetry every 60 s (or
+# a late scrape) still gives a slope instead of 0 for want of a second point.
 RATE_SPAN_S = 60.0
+# The fewest points for which every feature is defined: slopes and the
+# spread need two. The router counts a backend cold below it, whatever time
+# its window covers.
+MIN_POINTS = 2
 
 FEATURE_NAMES: tuple[str, ...] = (
     "load",  # newest offered load, requests/s
     "latency_ms",  # newest latency
     "error_rate",  # newest error fraction
-    "load_rate_per_s",  # slope of load over the last RATE_SPAN_S, (requests/s)/s
-    "latency_rate_ms_per_s",  # slope of latency over the last RATE_SPAN_S, ms/s
+    "load_rate_per_s",  # slope of load over the last RATE_SPAN_S (two points at least), (requests/s)/s
+    "latency_rate_ms_per_s",  # slope of latency over the last RATE_SPAN_S (two points at least), ms/s
     "load_trend_per_s",  # slope of load over the whole window
     "load_mean",  # mean load over the window
     "latency_mean_ms",  # mean latency over the window
@@ -72,7 +78,7 @@ def compute(window: Window) -> npt.NDArray[np.float64]:
     centred = rows - mean
     # [i][j] is the sum over points of (column i - its mean)(column j - its mean).
     g = (centred.T @ centred).tolist()
-    start = int(np.searchsorted(rows[:, TIME], newest[TIME] - RATE_SPAN_S, side="left"))
+    start = min(int(np.searchsorted(rows[:, TIME], newest[TIME] - RATE_SPAN_S, side="left")), max(n - 2, 0))
     recent = rows[start:, : LATENCY + 1]
     recent_centred = recent - (ones[start:] @ recent) / (n - start)
     r = (recent_centred.T @ recent_centred).tolist()

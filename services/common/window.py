@@ -44,6 +44,15 @@ class Window:
         return self._buf[self._start : self._end]
 
     @property
+    def covered_s(self) -> float:
+        """Event time between the oldest and the newest point held: how much
+        of the backend's recent past the window describes, whatever its
+        reporting interval (0 for fewer than two points)."""
+        if self._end - self._start < 2:
+            return 0.0
+        return float(self._buf[self._end - 1, TIME] - self._buf[self._start, TIME])
+
+    @property
     def newest_time(self) -> float | None:
         return float(self._buf[self._end - 1, TIME]) if self._end > self._start else None
 

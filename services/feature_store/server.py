@@ -68,6 +68,7 @@ def features_response(vectors: Iterable[BackendVector]) -> feature_store_pb2.Get
             schema_version=SCHEMA_VERSION,
             values=v.values.tolist(),
             points_in_window=v.points_in_window,
+            window_covered_s=v.covered_s,
         )
         set_timestamp(msg.as_of, v.as_of)
     return out

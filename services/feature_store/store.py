@@ -42,6 +42,9 @@ class BackendVector:
     values: npt.NDArray[np.float64]  # read-only, in features.FEATURE_NAMES order
     as_of: float  # event time of the newest point in the window, seconds
     points_in_window: int
+    # Event time between the window's oldest and newest points, seconds:
+    # what the router's warmth is judged by, at any reporting interval.
+    covered_s: float
 
 
 class _Backend:
@@ -174,7 +177,7 @@ class Store:
             values.flags.writeable = False  # shared by every caller until the window changes
             newest = window.newest_time
             assert newest is not None  # a tracked backend always holds its newest point
-            backend.vector = BackendVector(backend_id, values, newest, len(window))
+            backend.vector = BackendVector(backend_id, values, newest, len(window), window.covered_s)
         return backend.vector
 
     def subscribe(self) -> Subscription:

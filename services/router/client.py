@@ -78,7 +78,7 @@ def _cycle_length(candidates: Sequence[Candidate]) -> int | None:
     for c in candidates:
         if c.state is State.HALF_OPEN or c.in_flight is not None:
             return None
-        eligible += c.cold or c.state is State.CLOSED
+        eligible += c.state is State.CLOSED
     return len(candidates) * max(eligible, 1)
 
 
@@ -242,7 +242,9 @@ class RouterClient:
         settings = Settings(
             threshold_ms=message.threshold_ms,
             horizon_s=message.horizon_s,
-            cold_start_points=message.cold_start_points,
+            # A router that predates the field sends 0; its own default is
+            # the best guess of what it used.
+            warm_after_s=message.warm_after_s or Settings.warm_after_s,
             open_penalty=message.open_penalty,
             error_penalty=message.error_penalty,
             error_decay_s=message.error_decay_s or Settings.error_decay_s,
@@ -254,6 +256,7 @@ class RouterClient:
             predictor_available=message.predictor_available,
             feature_store_connected=message.feature_store_connected,
             cold_start_points=message.cold_start_points,
+            warm_after_s=message.warm_after_s,
             open_penalty=message.open_penalty,
             error_penalty=message.error_penalty,
             error_decay_s=message.error_decay_s,

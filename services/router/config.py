@@ -87,11 +87,19 @@ def parser() -> argparse.ArgumentParser:
     )
     option(
         p,
-        "--cold-start-points",
-        env="ACE_COLD_START_POINTS",
-        cast=int,
-        default=defaults.cold_start_points,
-        help="points a backend needs before its forecast is trusted",
+        "--warm-after-s",
+        env="ACE_WARM_AFTER_S",
+        cast=float,
+        default=defaults.warm_after_s,
+        help="event time a backend's window must cover (with at least 2 points) before its figures are trusted",
+    )
+    option(
+        p,
+        "--probe-after-s",
+        env="ACE_PROBE_AFTER_S",
+        cast=float,
+        default=defaults.probe_after_s,
+        help="event time, against the fleet's newest telemetry, after which an open breaker with no figure half-opens",
     )
     option(
         p,
@@ -177,26 +185,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _finite(value: float, flag: str, rule: str) -> None:
+    """Stops on a value that is not finite or breaks `rule` (">= 0" or "> 0",
+    maybe with a note); argparse takes "inf" and "nan" as floats."""
+    ok = value >= 0 if rule.startswith(">=") else value > 0
+    require(math.isfinite(value) and ok, f"{flag} must be {rule}, got {value}")
+
+
 def build(args: argparse.Namespace) -> RouterConfig:
     require(args.threshold_ms > 0, f"--threshold-ms must be > 0, got {args.threshold_ms}")
     require(args.horizon_s > 0, f"--horizon-s must be > 0, got {args.horizon_s}")
     require(0 <= args.hysteresis < 1, f"--hysteresis must be in [0, 1), got {args.hysteresis}")
     require(args.min_open_s >= 0, f"--min-open-s must be >= 0, got {args.min_open_s}")
     require(args.recovery_s >= 0, f"--recovery-s must be >= 0, got {args.recovery_s}")
-    require(args.cold_start_points >= 1, f"--cold-start-points must be >= 1, got {args.cold_start_points}")
+    _finite(args.warm_after_s, "--warm-after-s", ">= 0")
+    _finite(args.probe_after_s, "--probe-after-s", "> 0")
     require(args.open_penalty >= 0, f"--open-penalty must be >= 0, got {args.open_penalty}")
-    require(
-        math.isfinite(args.error_penalty) and args.error_penalty >= 0,
-        f"--error-penalty must be >= 0 (0: off), got {args.error_penalty}",
-    )
-    require(
-        math.isfinite(args.error_decay_s) and args.error_decay_s > 0,
-        f"--error-decay-s must be > 0, got {args.error_decay_s}",
-    )
-    require(
-        math.isfinite(args.open_after_s) and args.open_after_s >= 0,
-        f"--open-after-s must be >= 0 (0: at once), got {args.open_after_s}",
-    )
+    _finite(args.error_penalty, "--error-penalty", ">= 0 (0: off)")
+    _finite(args.error_decay_s, "--error-decay-s", "> 0")
+    _finite(args.open_after_s, "--open-after-s", ">= 0 (0: at once)")
     require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
     require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
     require(args.decision_log_max >= 1, f"--decision-log-max must be >= 1, got {args.decision_log_max}")
@@ -221,7 +228,8 @@ def build(args: argparse.Namespace) -> RouterConfig:
             hysteresis=args.hysteresis,
             min_open_s=args.min_open_s,
             recovery_s=args.recovery_s,
-            cold_start_points=args.cold_start_points,
+            warm_after_s=args.warm_after_s,
+            probe_after_s=args.probe_after_s,
             horizon_s=args.horizon_s,
             open_penalty=args.open_penalty,
             open_after_s=args.open_after_s,

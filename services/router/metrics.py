@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from ace.v1 import router_pb2
 from services.common.metrics import MAX_LABELLED_BACKENDS
-from services.router.policy import State
+from services.router.policy import Basis, State
 from services.router.table import Entry, RoutingTable
 from services.router.transitions import TransitionLog
 
@@ -119,11 +119,10 @@ class RouterCollector(Collector):
             "Backends whose risk figure (forecast, or observed latency without a model) is at or over the threshold.",
             sum(e.risk_ms is not None and e.risk_ms >= threshold for e in entries),
         )
-        cold = self._table.settings.cold_start_points
         yield GaugeMetricFamily(
             "ace_router_cold_backends",
-            "Backends with too few points for any figure.",
-            sum(e.points < cold for e in entries),
+            "Backends whose window covers too little event time for any figure.",
+            sum(e.basis is Basis.COLD_START for e in entries),
         )
 
     def _per_backend(self, entries: list[Entry]) -> Iterator[Metric]:

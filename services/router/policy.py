@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from services.common.features import MIN_POINTS
 
 
 class State(enum.Enum):
+    # Each state is also what placement does with the backend, cold or warm:
+    # a state is never kept as a label that placement ignores.
     # The risk is below the threshold: the backend takes its share.
     CLOSED = "CLOSED"
     # The risk reached the threshold: traffic is moved away.
     OPEN = "OPEN"
-    # The risk fell below the lower mark after being open: the backend takes
-    # every other request of its share until it has stayed low for the
-    # recovery time.
+    # The risk fell below the lower mark after being open, or the open
+    # breaker went Settings.probe_after_s without any figure: the backend
+    # takes every other request of its share until it has stayed low for
+    # the recovery time.
     HALF_OPEN = "HALF_OPEN"
 
 
@@ -25,7 +30,7 @@ class Basis(enum.Enum):
     FORECAST = "FORECAST"
     # The observed latency: the predictor is down or has no model.
     OBSERVED_LATENCY = "OBSERVED_LATENCY"
-    # Too few points in the window to trust any figure.
+    # The window covers too little event time to trust any figure.
     COLD_START = "COLD_START"
     # Nothing is known about the candidates.
     NO_TELEMETRY = "NO_TELEMETRY"
@@ -50,8 +55,14 @@ class Settings:
     min_open_s: float = 30.0
     # Event time the risk must stay below the lower mark while half-open.
     recovery_s: float = 60.0
-    # A backend with fewer points in its window is cold.
-    cold_start_points: int = 5
+    # Event time a backend's window must cover (newest point minus oldest)
+    # before its figures are trusted; less, and it is cold. Time, not a
+    # count of points, so that warmth means the same history at any
+    # reporting interval. 40 s is what the former rule of 5 points meant at
+    # 10 s telemetry, where the foresight benchmark was measured, so that
+    # cadence warms as before; at 60 s telemetry (Prometheus' default
+    # scrape) a backend is warm at its second point instead of its fifth.
+    warm_after_s: float = 40.0
     horizon_s: float = 300.0
     # Least-loaded choice only: requests an open backend counts beyond its
     # own, so it takes traffic only when every eligible one is this much busier.
@@ -75,12 +86,23 @@ class Settings:
     # failed instead of 2.16%; 20 s bought nothing more.
     open_after_s: float = 10.0
 
+    # An open breaker that has had no risk figure for this long (its backend
+    # silent, or cold), in event time against the newest telemetry of the
+    # fleet, half-opens: a drained backend that reports only while it
+    # serves would otherwise never send the figure that closes it. Envoy's
+    # outlier ejection does the same with a time bound. 300 s is the
+    # forecast horizon: the verdict that opened the breaker was about the
+    # next 300 s, and once they have passed unobserved it says nothing more.
+    probe_after_s: float = 300.0
+
     @property
     def close_below_ms(self) -> float:
         return self.threshold_ms * (1.0 - self.hysteresis)
 
-    def cold(self, points: int) -> bool:
-        return points < self.cold_start_points
+    def cold(self, points: int, covered_s: float) -> bool:
+        """Whether a window of `points` points covering `covered_s` seconds
+        of event time is too young for any figure to be trusted."""
+        return points < MIN_POINTS or covered_s < self.warm_after_s
 
 
 @dataclass
@@ -91,12 +113,23 @@ class Breaker:
     # While closed: event time since which every risk figure has been at or
     # over the threshold; None when the last one was under it.
     over_since: float | None = None
+    # Event time of the newest risk figure; None before the first.
+    figure_at: float | None = None
 
-    def observe(self, risk_ms: float, at: float, settings: Settings) -> State | None:
-        """Feeds one risk figure at one event time; returns the new state when
-        the breaker changed. Every transition happens here."""
+    def observe(self, risk_ms: float | None, at: float, settings: Settings) -> State | None:
+        """Feeds one risk figure at one event time, or None for "no figure
+        as of `at`" (the backend is cold, or silent while the fleet's
+        telemetry has reached `at`); returns the new state when the breaker
+        changed. Every transition happens here."""
         new: State | None = None
-        if self.state is State.CLOSED:
+        if risk_ms is None:
+            # No evidence either way: a run of high figures is broken, and an
+            # open breaker's verdict expires after probe_after_s.
+            self.over_since = None
+            last = self.since if self.figure_at is None else max(self.since, self.figure_at)
+            if self.state is State.OPEN and at - last >= settings.probe_after_s:
+                new = State.HALF_OPEN
+        elif self.state is State.CLOSED:
             if risk_ms < settings.threshold_ms:
                 self.over_since = None
             else:
@@ -112,6 +145,8 @@ class Breaker:
             new = State.OPEN
         elif at - self.since >= settings.recovery_s:
             new = State.CLOSED
+        if risk_ms is not None:
+            self.figure_at = at if self.figure_at is None else max(self.figure_at, at)
         if new is not None:
             self.state = new
             self.since = at
@@ -123,6 +158,7 @@ class Candidate:
     """What the choice needs to know about one backend."""
 
     backend_id: str
+    # Its breaker's state, which placement follows whether it is cold or not.
     state: State
     cold: bool
     points: int
@@ -137,6 +173,8 @@ class Candidate:
     # Requests its recent failures count for in a least-loaded choice
     # (Settings.error_penalty x its failure score); set per choice.
     error_load: float = 0.0
+    # Event time its window covers, seconds: what warmth is judged by.
+    covered_s: float = 0.0
 
 
 def observe(
@@ -148,14 +186,20 @@ def observe(
     at: float,
     settings: Settings,
     proven: bool = True,
+    *,
+    covered_s: float,
 ) -> Candidate:
     """One update of a backend under `settings`: drives its breaker and
-    returns what decisions read of it. A cold backend's breaker is left
-    alone; a warm one runs on the forecast, or on the observed latency when
-    there is none (the predictor is down or has no model) or when the model
-    is not `proven` on this fleet (its forecast then only runs in shadow)."""
-    if settings.cold(points):
-        return Candidate(backend_id, breaker.state, True, points, None, Basis.COLD_START)
+    returns what decisions read of it. A warm backend's breaker runs on the
+    forecast, or on the observed latency when there is none (the predictor
+    is down or has no model) or when the model is not `proven` on this fleet
+    (its forecast then only runs in shadow); a cold one's gets no figure, so
+    it keeps its state, except that an open one half-opens once
+    probe_after_s has passed without a figure. `covered_s` is the event time
+    the window covers."""
+    if settings.cold(points, covered_s):
+        breaker.observe(None, at, settings)
+        return Candidate(backend_id, breaker.state, True, points, None, Basis.COLD_START, covered_s=covered_s)
     if predicted_ms is None:
         basis, risk_ms = Basis.OBSERVED_LATENCY, observed_ms
     elif proven:
@@ -163,7 +207,18 @@ def observe(
     else:
         basis, risk_ms = Basis.MODEL_UNPROVEN, observed_ms
     breaker.observe(risk_ms, at, settings)
-    return Candidate(backend_id, breaker.state, False, points, risk_ms, basis)
+    return Candidate(backend_id, breaker.state, False, points, risk_ms, basis, covered_s=covered_s)
+
+
+def expire(breaker: Breaker, candidate: Candidate, at: float, settings: Settings) -> Candidate | None:
+    """Tells a breaker that the fleet's telemetry has reached event time
+    `at` with no figure for its backend since the last update; returns the
+    backend's new candidate when that half-opened its breaker, else None.
+    A silent backend sends no update, so the caller runs this for its open
+    breakers whenever the fleet's newest event time moves."""
+    if breaker.observe(None, at, settings) is None:
+        return None
+    return replace(candidate, state=breaker.state, probe_due=True, in_flight=None, error_load=0.0)
 
 
 class Choice:
@@ -252,20 +307,23 @@ def _risk_word(c: Candidate) -> str:
 
 
 def _eligible(c: Candidate) -> bool:
-    return c.cold or c.state is State.CLOSED or (c.state is State.HALF_OPEN and c.probe_due)
+    # Cold or not, the breaker decides: a cold backend whose breaker is open
+    # stays drained until it half-opens (Settings.probe_after_s), so the
+    # state the router reports is what placement does.
+    return c.state is State.CLOSED or (c.state is State.HALF_OPEN and c.probe_due)
 
 
 def _fallback_rank(c: Candidate) -> tuple[int, float]:
     # Identity tests, not a dict of states: hashing an Enum runs Python code,
     # and this runs for every candidate of every decision.
-    if c.cold:
+    if c.state is State.OPEN:
+        tier = 3
+    elif c.cold:
         tier = 2
     elif c.state is State.CLOSED:
         tier = 0
-    elif c.state is State.HALF_OPEN:
-        tier = 1
     else:
-        tier = 3
+        tier = 1
     return tier, c.risk_ms if c.risk_ms is not None else 0.0
 
 
@@ -408,7 +466,10 @@ def _reason(
         )
     if action is Action.ROUND_ROBIN:
         how = "round robin" if in_flight is None else f"fewest in flight ({in_flight})"
-        reason = f"{chosen.backend_id} is cold ({chosen.points} of {settings.cold_start_points} points): {how}"
+        reason = (
+            f"{chosen.backend_id} is cold (its {chosen.points} points cover {chosen.covered_s:.0f} of "
+            f"{settings.warm_after_s:.0f} s): {how}"
+        )
         if chosen is not primary:
             reason += f"; {primary.backend_id} skipped, breaker {primary.state.value}"
         return reason

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from services.router.policy import Breaker, Choice, Settings, State, observe
+from services.router.policy import Breaker, Choice, Settings, State, expire, observe
 from services.router.rotation import Rotation
 
 
@@ -62,7 +62,14 @@ class PolicyShadow:
         self.differing = 0
 
     def observe(
-        self, backend_id: str, as_of: float, points: int, predicted_ms: float | None, observed_ms: float
+        self,
+        backend_id: str,
+        as_of: float,
+        points: int,
+        predicted_ms: float | None,
+        observed_ms: float,
+        *,
+        covered_s: float,
     ) -> None:
         """The same update the live table applies (RoutingTable.apply),
         under the alternative settings."""
@@ -70,7 +77,23 @@ class PolicyShadow:
             breaker = self._breakers.get(backend_id)
             if breaker is None:
                 breaker = self._breakers[backend_id] = Breaker(since=as_of)
-            self._rotation.put(observe(breaker, backend_id, points, predicted_ms, observed_ms, as_of, self.settings))
+            self._rotation.put(
+                observe(
+                    breaker, backend_id, points, predicted_ms, observed_ms, as_of, self.settings, covered_s=covered_s
+                )
+            )
+
+    def expire(self, at: float) -> None:
+        """The fleet's telemetry has reached event time `at`: open breakers
+        without a figure for probe_after_s half-open, as the live table's do."""
+        with self._lock:
+            for backend_id, breaker in self._breakers.items():
+                if breaker.state is not State.OPEN:
+                    continue
+                current = self._rotation.get(backend_id)
+                candidate = None if current is None else expire(breaker, current, at, self.settings)
+                if candidate is not None:
+                    self._rotation.put(candidate)
 
     def state(self, backend_id: str) -> State | None:
         with self._lock:

@@ -188,7 +188,7 @@ class Rotation:
         for backend_id in self._half_open:
             # The candidates are ours (see put), so setting this in place is safe.
             self._by_id[backend_id].probe_due = self._probes.get(backend_id, 0) % 2 == 0
-        if primary.state is State.HALF_OPEN and not primary.cold:
+        if primary.state is State.HALF_OPEN:
             self._probes[primary.backend_id] = self._probes.get(primary.backend_id, 0) + 1
 
     def round_robin(self, names: Sequence[str], reason: str) -> Choice:

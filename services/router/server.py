@@ -13,6 +13,7 @@ from ace.v1 import router_pb2, router_pb2_grpc
 from services.common import tls
 from services.common.config import METRICS_OFF
 from services.common.errors import FailedPrecondition, InvalidInput
+from services.common.features import MIN_POINTS
 from services.common.serving import RunningServer, start_server
 from services.common.slots import StreamSlots
 from services.common.timeutil import set_timestamp
@@ -231,7 +232,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             horizon_s=status.model.horizon_s or settings.horizon_s,
             predictor_available=status.predictor_available,
             feature_store_connected=status.feature_store_connected,
-            cold_start_points=settings.cold_start_points,
+            cold_start_points=MIN_POINTS,
+            warm_after_s=settings.warm_after_s,
             open_penalty=settings.open_penalty,
             error_penalty=settings.error_penalty,
             error_decay_s=settings.error_decay_s,
@@ -245,6 +247,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 predicted_latency_ms=e.predicted_ms or 0.0,
                 observed_latency_ms=e.observed_ms,
                 points_in_window=e.points,
+                window_covered_s=e.covered_s,
                 cold=e.basis is Basis.COLD_START,
                 basis=BASIS[e.basis],
             )

@@ -102,7 +102,7 @@ class TableSync:
             return
         at = features.latency_index(feature_names)
         settings = self._table.settings
-        warm = [v for v in vectors if not settings.cold(v.points_in_window)]
+        warm = [v for v in vectors if not settings.cold(v.points_in_window, v.window_covered_s)]
         forecasts, proven = self._forecast(warm) if warm else ({}, False)
         updates = [
             Update(
@@ -113,12 +113,13 @@ class TableSync:
                 predicted_ms=forecasts.get(v.backend_id),
                 features=np.asarray(v.values, dtype=np.float64),
                 proven=proven,
+                covered_s=v.window_covered_s,
             )
             for v in vectors
         ]
-        self._table.apply(updates)
+        changed = self._table.apply(updates)
         if self._on_applied is not None:
-            self._on_applied([u.backend_id for u in updates])
+            self._on_applied(changed)
 
     def _forecast(self, vectors: Sequence[telemetry_pb2.FeatureVector]) -> tuple[dict[str, float], bool]:
         """The forecasts by backend id, and whether they may drive the

@@ -17,7 +17,7 @@ import structlog
 
 from services.common.changes import ChangeFeed
 from services.router.outcomes import DecisionLog
-from services.router.policy import Basis, Breaker, Choice, Settings, State, observe
+from services.router.policy import Basis, Breaker, Candidate, Choice, Settings, State, expire, observe
 from services.router.policy_shadow import PolicyShadow
 from services.router.rotation import Rotation
 
@@ -40,6 +40,8 @@ class Update:
     # Whether predicted_ms may drive the breaker: the predictor's trust gate
     # passed its model on this fleet's labels.
     proven: bool = True
+    # Event time the backend's window covers, seconds (warmth is judged by it).
+    covered_s: float = field(kw_only=True)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Entry:
     features: npt.NDArray[np.float64] | None = None
     # The figure the breaker runs on (policy.observe); None while cold.
     risk_ms: float | None = None
+    covered_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,16 @@ class RoutingTable:
         self.trust_reason = ""
         # Event time of the newest telemetry the table has seen.
         self.as_of = 0.0
+        # Backends whose breaker is open: each apply checks whether the
+        # fleet's event time has run past their probe_after_s.
+        self._open: set[str] = set()
 
     # --- writers (the sync loop) ---
 
-    def apply(self, updates: Sequence[Update]) -> None:
+    def apply(self, updates: Sequence[Update]) -> list[str]:
+        """Applies the updates; returns the backends that changed: those
+        updated, then those whose open breaker half-opened because the
+        fleet's telemetry moved on while they sent none."""
         changed: list[str] = []
         with self._lock:
             for u in updates:
@@ -135,6 +144,7 @@ class RoutingTable:
                     _log.info("backend_added", backend=u.backend_id)
                 entry.as_of, entry.points, entry.observed_ms = u.as_of, u.points, u.observed_ms
                 entry.predicted_ms, entry.features = u.predicted_ms, u.features
+                entry.covered_s = u.covered_s
                 self.as_of = max(self.as_of, u.as_of)
                 old = entry.breaker.state
                 candidate = observe(
@@ -146,23 +156,56 @@ class RoutingTable:
                     u.as_of,
                     self.settings,
                     u.proven,
+                    covered_s=u.covered_s,
                 )
                 entry.basis, entry.risk_ms = candidate.basis, candidate.risk_ms
-                if candidate.state is not old:
-                    _log.info(
-                        "breaker_transition",
-                        backend=u.backend_id,
-                        from_state=old.value,
-                        to_state=candidate.state.value,
-                        risk_ms=round(candidate.risk_ms or 0.0, 1),
-                        basis=candidate.basis.value,
-                        event_time=u.as_of,
-                    )
-                self._rotation.put(candidate)
+                self._put(entry, candidate, old, u.as_of)
                 if self._shadow is not None:
-                    self._shadow.observe(u.backend_id, u.as_of, u.points, u.predicted_ms, u.observed_ms)
+                    self._shadow.observe(
+                        u.backend_id, u.as_of, u.points, u.predicted_ms, u.observed_ms, covered_s=u.covered_s
+                    )
                 changed.append(u.backend_id)
+            changed.extend(self._expire())
+            if self._shadow is not None:
+                self._shadow.expire(self.as_of)
         self.changes.publish(changed)
+        return changed
+
+    def _put(self, entry: Entry, candidate: Candidate, old: State, at: float) -> None:
+        """Hands a backend's new candidate to the rotation; logs a change of
+        its breaker's state. Caller holds the lock."""
+        backend_id = entry.backend_id
+        new = candidate.state
+        if new is State.OPEN:
+            self._open.add(backend_id)
+        else:
+            self._open.discard(backend_id)
+        if new is not old:
+            _log.info(
+                "breaker_transition",
+                backend=backend_id,
+                from_state=old.value,
+                to_state=new.value,
+                risk_ms=round(candidate.risk_ms or 0.0, 1),
+                basis=candidate.basis.value,
+                event_time=at,
+            )
+        self._rotation.put(candidate)
+
+    def _expire(self) -> list[str]:
+        """Half-opens the open breakers that have had no figure for
+        probe_after_s of the fleet's event time; their ids. Caller holds
+        the lock."""
+        expired: list[str] = []
+        for backend_id in sorted(self._open):
+            entry = self._entries[backend_id]
+            current = self._rotation.get(backend_id)
+            assert current is not None  # every entry's candidate is in the rotation
+            candidate = expire(entry.breaker, current, self.as_of, self.settings)
+            if candidate is not None:
+                self._put(entry, candidate, State.OPEN, self.as_of)
+                expired.append(backend_id)
+        return expired
 
     def set_status(
         self,
@@ -270,4 +313,5 @@ def _copy(e: Entry) -> Entry:
         basis=e.basis,
         features=e.features,
         risk_ms=e.risk_ms,
+        covered_s=e.covered_s,
     )

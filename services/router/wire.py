@@ -37,4 +37,5 @@ def candidate(route: router_pb2.BackendRoute) -> Candidate:
         points=route.points_in_window,
         risk_ms=route.risk_ms if route.HasField("risk_ms") else None,
         basis=BASIS_OF.get(route.basis, Basis.COLD_START),
+        covered_s=route.window_covered_s,
     )

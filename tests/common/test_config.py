@@ -51,9 +51,12 @@ def test_a_bad_variable_or_value_ends_the_process_naming_it(monkeypatch, capsys)
         (["--error-penalty", "-1"], "--error-penalty must be >= 0 (0: off)"),
         (["--error-penalty", "inf"], "--error-penalty must be >= 0 (0: off)"),
         (["--error-decay-s", "0"], "--error-decay-s must be > 0"),
+        (["--warm-after-s", "nan"], "--warm-after-s must be >= 0"),
+        (["--probe-after-s", "0"], "--probe-after-s must be > 0"),
+        (["--probe-after-s", "inf"], "--probe-after-s must be > 0"),
     ],
 )
-def test_failure_weighting_is_checked(argv, message, capsys):
+def test_failure_weighting_warmth_and_the_probe_bound_are_checked(argv, message, capsys):
     with pytest.raises(SystemExit):
         load_router(argv)
     assert message in capsys.readouterr().err
@@ -73,3 +76,10 @@ def test_the_metrics_port_has_a_default_per_service_and_follows_a_test_port(monk
     assert load_router(["--metrics-port", str(config.METRICS_OFF)]).metrics_port == config.METRICS_OFF
     monkeypatch.setenv("ACE_ROUTER_METRICS_PORT", "9100")
     assert load_router(["--port", "0"]).metrics_port == 9100
+
+
+def test_warmth_and_the_probe_bound_reach_the_policy(monkeypatch):
+    assert (load_router([]).policy.warm_after_s, load_router([]).policy.probe_after_s) == (40, 300)
+    monkeypatch.setenv("ACE_PROBE_AFTER_S", "120")
+    policy = load_router(["--warm-after-s", "90"]).policy
+    assert (policy.warm_after_s, policy.probe_after_s) == (90, 120)

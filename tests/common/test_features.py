@@ -53,3 +53,28 @@ def test_the_newest_latency_is_found_by_the_names_a_message_carries():
     assert features.latency_index() == features.FEATURE_NAMES.index("latency_ms")
     assert features.latency_index(("latency_ms", "load")) == 0
     assert features.latency_index(("load", "error_rate")) is None
+
+
+def test_telemetry_every_60_s_has_rates_even_when_a_scrape_comes_late():
+    # A ramp reported once a minute, each scrape a little late or early
+    # (seeded): the point before the newest is often more than 60 s back, yet
+    # the rates are the slope to it, not 0 for want of a second point.
+    rng = np.random.default_rng(14)
+    t = np.cumsum(60.0 + rng.uniform(-2.0, 2.0, 6))
+    rates = []
+    for n in range(2, len(t) + 1):
+        w = window_of([(float(x), 10.0 + 0.1 * x, 100.0 + 0.5 * x, 0.0) for x in t[:n]])
+        f = by_name(compute(w))
+        rates.append((f["load_rate_per_s"], f["latency_rate_ms_per_s"]))
+    assert any(t[k] - t[k - 1] > features.RATE_SPAN_S for k in range(1, len(t)))  # the case this is about
+    assert rates == [pytest.approx((0.1, 0.5))] * len(rates)
+
+
+def test_at_10_s_the_rates_still_cover_only_the_last_60_s():
+    # Flat, then a jump in the last 60 s: the slope sees only the jump's span.
+    points = [(float(t), 50.0, 100.0, 0.0) for t in range(0, 250, 10)]
+    points += [(float(t), 50.0, 100.0 + 3.0 * (t - 240), 0.0) for t in range(250, 301, 10)]
+    f = by_name(compute(window_of(points)))
+    recent = np.array([[t, lat] for t, _, lat, _ in points if t >= 240])
+    expected = np.polyfit(recent[:, 0], recent[:, 1], 1)[0]
+    assert f["latency_rate_ms_per_s"] == pytest.approx(expected)

@@ -121,7 +121,7 @@ def test_data_calls_run_over_tls_and_a_service_calls_its_dependencies_over_tls(p
         with tls.channel(f"localhost:{store.port}", trusted) as channel:
             stub = feature_store_pb2_grpc.FeatureStoreStub(channel)
             answer = stub.Ingest(
-                feature_store_pb2.IngestRequest(points=[point("a", 1_800_000_000 + i) for i in range(6)])
+                feature_store_pb2.IngestRequest(points=[point("a", 1_800_000_000 + 10 * i) for i in range(6)])
             )
             assert answer.accepted == 6
         # The router learnt of "a" through its own TLS watch on the store.

@@ -67,3 +67,17 @@ def test_empty_window_has_no_newest_time():
     assert w.newest_time is None and len(w) == 0
     with pytest.raises(IndexError):
         _ = w.rows[0]
+
+
+def test_the_time_covered_is_newest_minus_oldest_whatever_the_interval():
+    for interval in (10.0, 60.0):
+        w = Window(WindowLimits(span_s=300, max_points=256))
+        assert w.covered_s == 0
+        w.add(1000.0, 1, 1, 0)
+        assert w.covered_s == 0  # one point covers no time
+        w.add(1000.0 + interval, 1, 1, 0)
+        assert w.covered_s == interval
+        # Past the span, old points go and the covered time stops at the span.
+        for k in range(2, 40):
+            w.add(1000.0 + k * interval, 1, 1, 0)
+        assert w.covered_s == 300.0

@@ -107,7 +107,7 @@ def bench_router(load_aware: bool) -> AceRouter:
     class Model:
         def score(self, rows: list[tuple[str, list[float]]]) -> np.ndarray:
             # Forecasts are asked for the warm backends, in backend order.
-            warm = [b for b in range(BACKENDS) if len(router.windows[b]) >= router.settings.cold_start_points]
+            warm = [b for b in range(BACKENDS) if not router.is_cold(b)]
             return np.asarray([forecast(router.ids[b], v[LATENCY_INDEX]) for b, (_, v) in zip(warm, rows, strict=True)])
 
     router.model = Model()  # type: ignore[assignment]
@@ -142,6 +142,7 @@ def test_the_benchmark_and_the_router_decide_alike(rig: Rig, load_aware: bool) -
                     values=np.asarray(u.features).tolist(),
                     as_of=to_timestamp(u.as_of),
                     points_in_window=u.points,
+                    window_covered_s=u.covered_s,
                 )
                 for u in updates
             ]

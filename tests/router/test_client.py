@@ -80,8 +80,8 @@ def rig() -> Iterator[Rig]:
         f"127.0.0.1:{pr_port}",
         "--threshold-ms",
         "250",
-        "--cold-start-points",
-        "4",
+        "--warm-after-s",
+        "30",
         "--open-penalty",
         "3",
         "--error-penalty",
@@ -115,7 +115,7 @@ def test_local_picks_are_the_routers_decisions(rig, channel):
     rig.store.batches.put([vector("a", 100, 120), vector("b", 100, 120), vector("c", 100, 90, points=2)])
     with RouterClient(channel) as client:
         assert client.wait(knows("a", "b", "c"), timeout_s=10)
-        assert client.table.threshold_ms == 250 and client.table.cold_start_points == 4
+        assert client.table.threshold_ms == 250 and client.table.warm_after_s == 30
         picks = [client.pick() for _ in range(6)]
         named = client.pick(["c", "a"])
     stub = router_pb2_grpc.RouterStub(channel)
@@ -128,7 +128,7 @@ def test_local_picks_are_the_routers_decisions(rig, channel):
         assert list(pick.fallbacks) == list(decision.fallbacks)
         assert list(pick.skipped) == list(decision.skipped)
     assert "b" not in {p.backend_id for p in picks}  # its breaker is open
-    assert any(p.action is Action.ROUND_ROBIN and "cold (2 of 4 points)" in p.reason for p in picks)
+    assert any(p.action is Action.ROUND_ROBIN and "cold (its 2 points cover 10 of 30 s)" in p.reason for p in picks)
     assert any(p.action is Action.PRIMARY and "below 250 ms" in p.reason for p in picks)
 
 
@@ -235,7 +235,7 @@ class OneTable(router_pb2_grpc.RouterServicer):
 
 def random_table(rng: random.Random, n: int, half_open: bool) -> router_pb2.RoutingTable:
     states = [router_pb2.CLOSED, router_pb2.OPEN] + ([router_pb2.HALF_OPEN] if half_open else [])
-    table = router_pb2.RoutingTable(threshold_ms=250, horizon_s=300, cold_start_points=4, feature_store_connected=True)
+    table = router_pb2.RoutingTable(threshold_ms=250, horizon_s=300, warm_after_s=30, feature_store_connected=True)
     for i in range(n):
         cold = rng.random() < 0.2
         table.backends.add(
@@ -243,6 +243,7 @@ def random_table(rng: random.Random, n: int, half_open: bool) -> router_pb2.Rout
             state=rng.choice(states),
             cold=cold,
             points_in_window=2 if cold else 30,
+            window_covered_s=10 if cold else 290,
             basis=router_pb2.COLD_START if cold else router_pb2.FORECAST,
             risk_ms=rng.uniform(50, 400),
         )
@@ -256,7 +257,7 @@ def test_picks_equal_the_rotations_over_many_turns(half_open):
     rng = random.Random(7)
     for run in range(6):
         table = random_table(rng, 8, half_open)
-        reference = Rotation(Settings(threshold_ms=250, horizon_s=300, cold_start_points=4, open_after_s=0))
+        reference = Rotation(Settings(threshold_ms=250, horizon_s=300, warm_after_s=30, open_after_s=0))
         reference.replace_all([wire.candidate(r) for r in table.backends])
         # One candidate list per run (the empty one: everyone): the client's
         # memoized picks count turns apart from its rotation's, so a mix of
@@ -273,7 +274,7 @@ def test_picks_equal_the_rotations_over_many_turns(half_open):
 
 
 def test_a_table_the_feature_store_no_longer_feeds_is_named_in_local_picks_as_in_decide():
-    table = router_pb2.RoutingTable(threshold_ms=250, cold_start_points=4, feature_store_connected=False)
+    table = router_pb2.RoutingTable(threshold_ms=250, warm_after_s=30, feature_store_connected=False)
     table.backends.add(backend_id="a", state=router_pb2.CLOSED, points_in_window=30, basis=router_pb2.OBSERVED_LATENCY)
     table.backends[0].risk_ms = 120
     server, port = serve(OneTable(table).register)

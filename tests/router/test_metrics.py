@@ -11,16 +11,16 @@ from services.router.table import RoutingTable, Update
 from services.router.transitions import TransitionLog
 from tests import scrape
 
-S = Settings(threshold_ms=300, cold_start_points=5, open_after_s=0)
+S = Settings(threshold_ms=300, warm_after_s=40, open_after_s=0)
 
 
 def fleet() -> tuple[RoutingTable, TransitionLog]:
     table = RoutingTable(S)
     log = TransitionLog(table, clock=lambda: 5000.0)
     updates = [
-        Update("calm", as_of=100, points=30, observed_ms=90, predicted_ms=110, features=np.zeros(11)),
-        Update("hot", as_of=100, points=30, observed_ms=180, predicted_ms=420, features=np.zeros(11)),
-        Update("new", as_of=100, points=2, observed_ms=50, predicted_ms=None),
+        Update("calm", as_of=100, points=30, observed_ms=90, predicted_ms=110, features=np.zeros(11), covered_s=290),
+        Update("hot", as_of=100, points=30, observed_ms=180, predicted_ms=420, features=np.zeros(11), covered_s=290),
+        Update("new", as_of=100, points=2, observed_ms=50, predicted_ms=None, covered_s=10),
     ]
     table.apply(updates)
     log.applied([u.backend_id for u in updates])
@@ -100,7 +100,7 @@ def test_the_board_answers_the_operators_question():
 
 def test_the_board_escapes_backend_ids_and_says_when_the_predictor_is_silent():
     table = RoutingTable(S)
-    table.apply([Update("<script>x</script>", as_of=1, points=30, observed_ms=10, predicted_ms=20)])
+    table.apply([Update("<script>x</script>", as_of=1, points=30, observed_ms=10, predicted_ms=20, covered_s=290)])
     page = render(table, TransitionLog(table), None)
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "Measured error: the predictor did not answer." in page

@@ -14,31 +14,104 @@ from services.router.policy import (
 )
 
 # open_after_s=0: one figure opens a breaker; TestDebounce runs the default.
-S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5, open_after_s=0)
+S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, warm_after_s=40, open_after_s=0)
 
 
 def warm(backend_id: str, risk: float, state: State = State.CLOSED, probe_due: bool = True) -> Candidate:
     return Candidate(backend_id, state, cold=False, points=30, risk_ms=risk, basis=Basis.FORECAST, probe_due=probe_due)
 
 
-def cold(backend_id: str, points: int = 2) -> Candidate:
-    return Candidate(backend_id, State.CLOSED, cold=True, points=points, risk_ms=None, basis=Basis.COLD_START)
+def cold(backend_id: str, points: int = 2, state: State = State.CLOSED) -> Candidate:
+    covered = 10.0 * (points - 1)
+    return Candidate(
+        backend_id, state, cold=True, points=points, risk_ms=None, basis=Basis.COLD_START, covered_s=covered
+    )
 
 
 class TestObserve:
     def test_a_cold_backend_has_no_figure_and_its_breaker_is_left_alone(self):
         b = Breaker()
-        c = observe(b, "a", 4, 900.0, 900.0, 10, S)
+        c = observe(b, "a", 4, 900.0, 900.0, 10, S, covered_s=30)
         assert (c.cold, c.risk_ms, c.basis, b.state) == (True, None, Basis.COLD_START, State.CLOSED)
 
     def test_a_warm_backend_runs_on_the_forecast_when_there_is_one(self):
         b = Breaker()
-        c = observe(b, "a", 5, 310.0, 100.0, 10, S)
+        c = observe(b, "a", 5, 310.0, 100.0, 10, S, covered_s=40)
         assert (c.cold, c.risk_ms, c.basis, c.state, b.state) == (False, 310.0, Basis.FORECAST, State.OPEN, State.OPEN)
 
     def test_without_a_forecast_it_runs_on_the_observed_latency(self):
-        c = observe(Breaker(), "a", 5, None, 320.0, 10, S)
+        c = observe(Breaker(), "a", 5, None, 320.0, 10, S, covered_s=40)
         assert (c.risk_ms, c.basis, c.state) == (320.0, Basis.OBSERVED_LATENCY, State.OPEN)
+
+
+class TestWarmth:
+    def test_warmth_is_time_covered_with_two_points_at_least(self):
+        assert S.cold(5, 39.9) and not S.cold(5, 40.0)  # 10 s telemetry: the fifth point
+        assert not S.cold(2, 60.0)  # 60 s telemetry: the second point
+        assert S.cold(1, 0.0) and Settings(warm_after_s=0).cold(1, 0.0)  # one point defines no slope
+
+    def test_observe_judges_warmth_by_the_covered_time_not_the_count(self):
+        sparse = observe(Breaker(), "a", 2, 120.0, 100.0, 10, S, covered_s=60)
+        dense = observe(Breaker(), "a", 4, 120.0, 100.0, 10, S, covered_s=30)
+        assert (sparse.cold, sparse.basis, dense.cold, dense.basis) == (False, Basis.FORECAST, True, Basis.COLD_START)
+
+
+class TestSilence:
+    """An open breaker with no figure half-opens after probe_after_s (300)."""
+
+    def opened(self) -> Breaker:
+        b = Breaker()
+        assert b.observe(900, 100, S) is State.OPEN
+        return b
+
+    def test_an_open_breaker_without_figures_half_opens_after_the_bound(self):
+        b = self.opened()
+        assert b.observe(None, 399, S) is None
+        assert b.observe(None, 400, S) is State.HALF_OPEN
+        assert b.since == 400
+
+    def test_the_bound_counts_from_the_last_figure(self):
+        b = self.opened()
+        assert b.observe(800, 250, S) is None  # still high: still open, and fresh evidence
+        assert b.observe(None, 549, S) is None
+        assert b.observe(None, 550, S) is State.HALF_OPEN
+
+    def test_figures_that_stay_high_keep_it_open_however_long(self):
+        b = self.opened()
+        for t in range(160, 2000, 60):
+            assert b.observe(900, t, S) is None
+        assert b.state is State.OPEN
+
+    def test_a_closed_or_half_open_breaker_keeps_its_state_without_figures(self):
+        closed = Breaker()
+        assert closed.observe(None, 10_000, S) is None
+        half = self.opened()
+        half.observe(100, 130, S)
+        assert half.state is State.HALF_OPEN
+        assert half.observe(None, 10_000, S) is None
+
+    def test_a_cold_spell_breaks_a_run_of_high_figures(self):
+        b = Breaker()
+        debounced = Settings(threshold_ms=300, open_after_s=10)
+        assert b.observe(900, 10, debounced) is None
+        assert b.observe(None, 20, debounced) is None
+        assert b.observe(900, 30, debounced) is None  # the run starts again at 30
+        assert b.observe(900, 40, debounced) is State.OPEN
+
+    def test_a_cold_backend_is_placed_as_its_breaker_says_and_reported_so(self):
+        # It opened while warm, then went cold: it stays drained (not round
+        # robin) until the bound half-opens it, then takes every other turn.
+        b = self.opened()
+        c = observe(b, "b", 1, None, 100.0, 200, S, covered_s=0)
+        assert (c.cold, c.state) == (True, State.OPEN)
+        picks = [choose([warm("a", 100), c], turn, S).backend_id for turn in range(4)]
+        assert picks == ["a"] * 4
+        c = observe(b, "b", 1, None, 100.0, 400, S, covered_s=0)
+        assert (c.cold, c.state) == (True, State.HALF_OPEN)
+        due = choose([warm("a", 100), c], 1, S)
+        assert (due.backend_id, due.action) == ("b", Action.ROUND_ROBIN)
+        c.probe_due = False
+        assert choose([warm("a", 100), c], 1, S).backend_id == "a"
 
 
 class TestDebounce:
@@ -110,7 +183,7 @@ class TestChoose:
         picks = [choose(cands, turn, S) for turn in range(4)]
         assert [p.backend_id for p in picks] == ["a", "b", "a", "b"]
         assert {p.action for p in picks} == {Action.ROUND_ROBIN}
-        assert "cold (2 of 5 points)" in picks[0].reason
+        assert "cold (its 2 points cover 10 of 40 s)" in picks[0].reason
 
     def test_open_backend_is_skipped_and_its_share_spread(self):
         cands = [warm("a", 100), warm("b", 120), warm("c", 420, State.OPEN)]
@@ -234,7 +307,7 @@ class TestLeastLoaded:
 
 def test_an_unproven_models_forecast_is_kept_out_of_the_breaker():
     b = Breaker()
-    c = observe(b, "a", 5, 900.0, 120.0, 10, S, proven=False)
+    c = observe(b, "a", 5, 900.0, 120.0, 10, S, proven=False, covered_s=40)
     assert (c.risk_ms, c.basis, c.state) == (120.0, Basis.MODEL_UNPROVEN, State.CLOSED)
-    c = observe(b, "a", 5, 100.0, 320.0, 20, S, proven=False)
+    c = observe(b, "a", 5, 100.0, 320.0, 20, S, proven=False, covered_s=50)
     assert (c.risk_ms, c.basis, c.state) == (320.0, Basis.MODEL_UNPROVEN, State.OPEN)

@@ -12,8 +12,8 @@ ALT = Settings(threshold_ms=250, open_after_s=0)
 
 def test_the_alternative_breaker_runs_on_the_same_risks():
     shadow = PolicyShadow(ALT)
-    shadow.observe("a", 10.0, 30, 270.0, 0.0)
-    shadow.observe("b", 10.0, 30, 100.0, 0.0)
+    shadow.observe("a", 10.0, 30, 270.0, 0.0, covered_s=290)
+    shadow.observe("b", 10.0, 30, 100.0, 0.0, covered_s=290)
     assert shadow.state("a") is State.OPEN  # 270 ms is over 250 ms, not over 300 ms
     assert shadow.state("b") is State.CLOSED
     assert shadow.state("c") is None
@@ -21,7 +21,7 @@ def test_the_alternative_breaker_runs_on_the_same_risks():
 
 def test_a_cold_backend_does_not_drive_its_breaker():
     shadow = PolicyShadow(ALT)
-    shadow.observe("a", 10.0, 2, 900.0, 900.0)
+    shadow.observe("a", 10.0, 2, 900.0, 900.0, covered_s=10)
     assert shadow.state("a") is State.CLOSED
 
 
@@ -30,7 +30,7 @@ def test_says_what_the_alternative_would_have_chosen():
     for backend, risk in (("a", 270.0), ("b", 100.0)):
         # What the live table holds: at 300 ms both breakers stay closed.
         live.put(Candidate(backend, State.CLOSED, cold=False, points=30, risk_ms=risk, basis=Basis.FORECAST))
-        shadow.observe(backend, 10.0, 30, risk, 0.0)
+        shadow.observe(backend, 10.0, 30, risk, 0.0, covered_s=290)
     picks = []
     for i in range(4):
         chosen, _ = live.pick([])

@@ -6,7 +6,7 @@ from services.common.errors import FailedPrecondition, InvalidInput
 from services.router.policy import Action, Basis, Candidate, Settings, State, choose
 from services.router.rotation import NO_TELEMETRY_REASON, Rotation
 
-S = Settings(threshold_ms=300, cold_start_points=5)
+S = Settings(threshold_ms=300, warm_after_s=40)
 
 
 def warm(backend_id: str, risk: float, state: State = State.CLOSED) -> Candidate:

@@ -5,11 +5,11 @@ from services.router.policy import Settings, State
 from services.router.table import RoutingTable, Update
 from services.router.transitions import TransitionLog
 
-S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, cold_start_points=5, open_after_s=0)
+S = Settings(threshold_ms=300, hysteresis=0.15, min_open_s=30, recovery_s=60, warm_after_s=40, open_after_s=0)
 
 
 def feed(table: RoutingTable, log: TransitionLog, backend: str, t: float, forecast: float, observed: float) -> None:
-    table.apply([Update(backend, as_of=t, points=30, observed_ms=observed, predicted_ms=forecast)])
+    table.apply([Update(backend, as_of=t, points=30, observed_ms=observed, predicted_ms=forecast, covered_s=290)])
     log.applied([backend])
 
 
