@@ -121,9 +121,15 @@ class ModelCollector(Collector):
         recall = GaugeMetricFamily(
             "ace_predictor_breach_recall", "Of the breaches that happened, the share forecast.", labels=labels
         )
+        proven = GaugeMetricFamily(
+            "ace_predictor_model_proven",
+            "1 when the trust gate has passed the version on this fleet's labels (its forecasts may drive breakers).",
+            labels=labels,
+        )
         for v in health.versions if health is not None else ():
             key = [v.version, v.role.value.lower()]
             s = v.scores
+            proven.add_metric(key, int(v.trust.proven))
             count.add_metric(key, s.labels)
             if s.labels:
                 mae.add_metric(key, s.mae_ms / 1000.0)
@@ -133,7 +139,7 @@ class ModelCollector(Collector):
                 precision.add_metric(key, s.breach_precision)
             if s.breach_recall is not None:
                 recall.add_metric(key, s.breach_recall)
-        yield from (mae, log_mae, count, precision, recall)
+        yield from (mae, log_mae, count, precision, recall, proven)
         fires = CounterMetricFamily(
             "ace_predictor_error_drift_detections",
             "Times the Page-Hinkley detector on the active version's forecast error fired.",
