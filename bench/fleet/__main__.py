@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.fleet import evaluate, generator, score
+from bench.fleet import evaluate, generator, relative, score
 from bench.fleet.evaluate import Config, Source
 from bench.fleet.score import Columns
 from bench.foresight import model, realtel
@@ -117,6 +117,35 @@ def transfer_table(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> l
     return out
 
 
+def relative_table(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> list[str]:
+    """The transfer again, with features relative to each backend's baseline
+    (bench.fleet.relative) beside the absolute ones the services use."""
+    synthetic_train = evaluate.from_synthetic(synthetic.random_history(1), "train", 10.0)
+    fleet_train = evaluate.from_fleet(generator.generate(TRANSFER_TRAIN_SEED, duration_s=hours * 3600.0), "train")
+    fleet_abs = model.load(evaluate.train([fleet_train]))
+    synthetic_rel = model.load(evaluate.train([relative.relative(synthetic_train)]))
+    fleet_rel = model.load(evaluate.train([relative.relative(fleet_train)]))
+    configs = (
+        evaluate.forecast("synthetic seed 1, absolute (the `make up` model)", makeup),
+        relative.forecast("synthetic seed 1, relative", synthetic_rel),
+        evaluate.forecast(f"generated fleet seed {TRANSFER_TRAIN_SEED}, absolute", fleet_abs),
+        relative.forecast(f"generated fleet seed {TRANSFER_TRAIN_SEED}, relative", fleet_rel),
+    )
+    fleet_test = [halves(seed, 10.0, hours)[1] for seed in seeds]
+    synthetic_test = [
+        evaluate.from_synthetic(synthetic.random_history(s, duration_s=hours * 3600.0), f"synthetic{s}", 10.0)
+        for s in SYNTHETIC_TEST_SEEDS[: len(seeds)]
+    ]
+    out = [
+        "\n### Ablation: features relative to each backend's own baseline (10 s points)\n",
+        relative.__doc__ or "",
+    ]
+    for name, tests in (("the trainer's synthetic fleet", synthetic_test), ("the generated fleet", fleet_test)):
+        out += [f"\nTested on {name} (model trained on):\n", HEADER]
+        out += [f"| {c.name} | {fmt(row([(c, t) for t in tests]))} |" for c in configs]
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__)
     p.add_argument("--out", type=Path, default=Path("reports"), help="where fleet.md goes")
@@ -132,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_real:
         lines += nezha_table(makeup)
     lines += transfer_table(makeup, args.seeds, args.hours)
+    lines += relative_table(makeup, args.seeds, args.hours)
     assert score.__doc__ is not None
     lines += ["", "## What the columns mean (bench/fleet/score.py)", "", score.__doc__]
     lines += ["", f"Run time: {time.perf_counter() - started:.0f} s."]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.fleet import __main__ as bench_main
-from bench.fleet import evaluate, generator, score
+from bench.fleet import evaluate, generator, relative, score
 from bench.foresight.routers import Transition
 
 T0 = 1_800_000_000.0
@@ -110,3 +110,15 @@ def test_the_bench_writes_its_report(tmp_path):
     assert bench_main.main(["--out", str(tmp_path), "--hours", "0.5", "--seeds", "1", "--no-real"]) == 0
     text = (tmp_path / "fleet.md").read_text()
     assert text.count("| reactive breaker on observed latency |") == 4
+
+
+def test_relative_units_divide_by_the_backends_own_running_median():
+    latency = flat(2, 50.0)
+    latency[:, 1] = 200.0
+    latency[at(3000), 0] = 100.0  # twice its usual: one point does not move the median
+    load = np.full_like(latency, 4.0)
+    source = evaluate.Source("rel", 10.0, TIMES, load, latency, np.zeros_like(latency), ((), ()))
+    out = relative.relative(source)
+    assert out.latency_ms[at(3000), 0] == pytest.approx(2 * relative.REF_MS)
+    assert out.latency_ms[at(2990), 0] == out.latency_ms[at(5000), 1] == pytest.approx(relative.REF_MS)
+    assert np.allclose(out.load, relative.REF_LOAD)
