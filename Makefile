@@ -11,7 +11,7 @@ RUN_DIR := .run
 .PHONY: help setup run up down test lint typecheck unit slow protos check-protos clean
 .PHONY: system-packages check-rules
 .PHONY: bench
-.PHONY: bench-foresight
+.PHONY: bench-foresight bench-fleet
 .PHONY: soak fuzz
 .PHONY: chaos-local image kind-up deploy chaos kind-down
 
@@ -98,6 +98,9 @@ bench: $(STAMP) ## every benchmark, each figure beside its baseline (a few minut
 
 bench-foresight: $(STAMP) ## ACE against ten routers and two oracles in a closed-loop simulation, and on real telemetry (about 13 min); writes reports/foresight.md
 	$(PY) -m bench.foresight --out reports
+
+bench-fleet: $(STAMP) ## a fleet ACE has never seen (generated at 10 s and 60 s, and Nezha) through the router's breakers, the model's transfer and a relative-features ablation (about 2.5 min); writes reports/fleet.md
+	$(PY) -m bench.fleet --out reports
 
 soak: $(STAMP) ## Decide, Ingest, Predict and ReportOutcomes at the highest sustainable rate for about 3 min: calls, failures, latency, memory
 	$(PY) -m tools.soak

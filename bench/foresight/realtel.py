@@ -162,12 +162,16 @@ def day_points(day: Day, scale: Scale) -> list[Point]:
     ]
 
 
-def stream(router: AceRouter, times: Floats, load: Floats, latency: Floats) -> list[Transition]:
-    """Feeds the rows in time order; transitions carry unix seconds."""
+def stream(
+    router: AceRouter, times: Floats, load: Floats, latency: Floats, error_rate: Floats | None = None
+) -> list[Transition]:
+    """Feeds the rows in time order; transitions carry unix seconds. Without
+    error rates (the recorded series here carry none) they are 0."""
     start = float(times[0])
+    zeros = np.zeros(load.shape[1])
     for i, t in enumerate(times.tolist()):
-        zeros = np.zeros(load.shape[1])
-        router.tick(Telemetry(t - start, load[i], latency[i], zeros, zeros, load[i]))
+        errors = zeros if error_rate is None else error_rate[i]
+        router.tick(Telemetry(t - start, load[i], latency[i], errors, zeros, load[i]))
     assert router.trail is not None
     return [Transition(tr.at_s + start, tr.backend, tr.old, tr.new) for tr in router.trail.transitions]
 

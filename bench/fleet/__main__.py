@@ -1,0 +1,176 @@
+"""`python -m bench.fleet`: issue 14's table, measured. A new fleet's
+telemetry (bench.fleet.generator, at 10 s and at 60 s a point, and Nezha's
+recorded pods) streamed through the router's breakers for ACE with the
+model `make up` ships, ACE with a model trained on the fleet's own earlier
+history, and the reactive breaker; then the transfer of the model between
+the trainer's synthetic fleet and this one, both ways. Writes fleet.md."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.fleet import evaluate, generator, relative, score
+from bench.fleet.evaluate import Config, Source
+from bench.fleet.score import Columns
+from bench.foresight import model, realtel
+from services.common import logs, synthetic
+from services.predictor.model import LoadedModel
+
+REPORTED_SEEDS = (1, 2, 3)  # each a 12-hour history: the first half learnt, the second reported
+TRANSFER_TRAIN_SEED = 101  # a fleet history used for nothing but training the transfer model
+SYNTHETIC_TEST_SEEDS = (2, 3, 4)  # the make-up model learnt seed 1
+HALF_S = 6 * 3600.0
+INTERVALS = (10.0, 60.0)
+
+
+def halves(seed: int, interval_s: float, hours: float) -> tuple[Source, Source]:
+    """A fleet's earlier history (learnt) and its later one (reported)."""
+    f = generator.generate(seed, duration_s=2 * hours * 3600.0, interval_s=interval_s)
+    source = evaluate.from_fleet(f, f"fleet{seed}")
+    cut = f.start + hours * 3600.0 + interval_s / 2
+    return source.window(-math.inf, cut), source.window(cut, math.inf)
+
+
+def row(pairs: Sequence[tuple[Config, Source]]) -> Columns:
+    total = Columns()
+    for config, source in pairs:
+        total.add(evaluate.run(config, source))
+    return total
+
+
+def fmt(c: Columns) -> str:
+    lead = "n/a" if math.isnan(c.median_lead_s) else f"{c.median_lead_s:.0f} s"
+    return (
+        f"{c.recall:.2f} ({c.caught} of {c.episodes}) | {c.precision:.2f} ({c.right_openings} of {c.openings}) | "
+        f"{lead} | {c.free_per_backend_hour:.2f} ({c.free_openings} in {c.free_backend_hours:.1f} h) | "
+        f"{100 * c.not_closed_share:.1f}%"
+    )
+
+
+HEADER = (
+    "| | breach recall | precision of openings | median lead | openings per backend-hour, fault-free | time not closed |\n"
+    "|---|---:|---:|---:|---:|---:|"
+)
+
+
+def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> list[str]:
+    out = []
+    reactive = evaluate.reactive()
+    shipped = evaluate.forecast("ACE as `make up` starts it (model trained on synthetic history)", makeup)
+    for interval in INTERVALS:
+        pairs = [halves(seed, interval, hours) for seed in seeds]
+        own = [(evaluate.forecast("own", model.load(evaluate.train([learnt]))), reported) for learnt, reported in pairs]
+        reported = [r for _, r in pairs]
+        out += [
+            f"\n### Generated fleet, a point every {interval:g} s ({len(seeds)} seeds, {hours:g} h reported each)\n",
+            HEADER,
+            f"| {shipped.name} | {fmt(row([(shipped, r) for r in reported]))} |",
+            f"| ACE after training on the fleet's own earlier {hours:g} h | {fmt(row(own))} |",
+            f"| {reactive.name} | {fmt(row([(reactive, r) for r in reported]))} |",
+        ]
+    return out
+
+
+def nezha_table(makeup: LoadedModel) -> list[str]:
+    tune, report = realtel.load_day(realtel.TUNE_DAY), realtel.load_day(realtel.REPORT_DAY)
+    scale = realtel.tune_scale(tune)
+    learnt = evaluate.from_nezha(tune, scale, "nezha-tune")
+    reported = evaluate.from_nezha(report, scale, "nezha")
+    rows = (
+        evaluate.forecast("ACE as `make up` starts it", makeup),
+        evaluate.forecast(f"ACE after training on {realtel.TUNE_DAY}", model.load(evaluate.train([learnt]))),
+        evaluate.reactive(),
+    )
+    return [
+        f"\n### Nezha OnlineBoutique, {realtel.REPORT_DAY}, a point every 60 s ({reported.backends} pods)\n",
+        HEADER,
+        *(f"| {c.name} | {fmt(row([(c, reported)]))} |" for c in rows),
+    ]
+
+
+def transfer_table(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> list[str]:
+    """Train on one kind of history, test on both (10 s points)."""
+    fleet_model = model.load(
+        evaluate.train(
+            [evaluate.from_fleet(generator.generate(TRANSFER_TRAIN_SEED, duration_s=hours * 3600.0), "train")]
+        )
+    )
+    fleet_test = [halves(seed, 10.0, hours)[1] for seed in seeds]
+    synthetic_test = [
+        evaluate.from_synthetic(synthetic.random_history(s, duration_s=hours * 3600.0), f"synthetic{s}", 10.0)
+        for s in SYNTHETIC_TEST_SEEDS[: len(seeds)]
+    ]
+    configs = (
+        evaluate.forecast("trained on synthetic seed 1 (the `make up` model)", makeup),
+        evaluate.forecast(f"trained on generated fleet seed {TRANSFER_TRAIN_SEED}", fleet_model),
+        evaluate.reactive(),
+    )
+    out = ["\n### Transfer: trained on one kind of history, tested on both (10 s points)\n"]
+    for name, tests in (("the trainer's synthetic fleet", synthetic_test), ("the generated fleet", fleet_test)):
+        out += [f"\nTested on {name}:\n", HEADER]
+        out += [f"| {c.name} | {fmt(row([(c, t) for t in tests]))} |" for c in configs]
+    return out
+
+
+def relative_table(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> list[str]:
+    """The transfer again, with features relative to each backend's baseline
+    (bench.fleet.relative) beside the absolute ones the services use."""
+    synthetic_train = evaluate.from_synthetic(synthetic.random_history(1), "train", 10.0)
+    fleet_train = evaluate.from_fleet(generator.generate(TRANSFER_TRAIN_SEED, duration_s=hours * 3600.0), "train")
+    fleet_abs = model.load(evaluate.train([fleet_train]))
+    synthetic_rel = model.load(evaluate.train([relative.relative(synthetic_train)]))
+    fleet_rel = model.load(evaluate.train([relative.relative(fleet_train)]))
+    configs = (
+        evaluate.forecast("synthetic seed 1, absolute (the `make up` model)", makeup),
+        relative.forecast("synthetic seed 1, relative", synthetic_rel),
+        evaluate.forecast(f"generated fleet seed {TRANSFER_TRAIN_SEED}, absolute", fleet_abs),
+        relative.forecast(f"generated fleet seed {TRANSFER_TRAIN_SEED}, relative", fleet_rel),
+    )
+    fleet_test = [halves(seed, 10.0, hours)[1] for seed in seeds]
+    synthetic_test = [
+        evaluate.from_synthetic(synthetic.random_history(s, duration_s=hours * 3600.0), f"synthetic{s}", 10.0)
+        for s in SYNTHETIC_TEST_SEEDS[: len(seeds)]
+    ]
+    out = [
+        "\n### Ablation: features relative to each backend's own baseline (10 s points)\n",
+        relative.__doc__ or "",
+    ]
+    for name, tests in (("the trainer's synthetic fleet", synthetic_test), ("the generated fleet", fleet_test)):
+        out += [f"\nTested on {name} (model trained on):\n", HEADER]
+        out += [f"| {c.name} | {fmt(row([(c, t) for t in tests]))} |" for c in configs]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__)
+    p.add_argument("--out", type=Path, default=Path("reports"), help="where fleet.md goes")
+    p.add_argument("--hours", type=float, default=HALF_S / 3600.0, help="hours learnt and hours reported per seed")
+    p.add_argument("--seeds", type=lambda v: tuple(int(x) for x in v.split(",")), default=REPORTED_SEEDS)
+    p.add_argument("--no-real", action="store_true", help="skip the Nezha replay")
+    args = p.parse_args(argv)
+    logs.configure("fleet", "console", "warning")
+    started = time.perf_counter()
+    makeup = model.load(evaluate.makeup_model())
+    lines = ["# ACE on a fleet it has never seen", "", __doc__.split("\n\n", 1)[0], ""]
+    lines += fleet_tables(makeup, args.seeds, args.hours)
+    if not args.no_real:
+        lines += nezha_table(makeup)
+    lines += transfer_table(makeup, args.seeds, args.hours)
+    lines += relative_table(makeup, args.seeds, args.hours)
+    assert score.__doc__ is not None
+    lines += ["", "## What the columns mean (bench/fleet/score.py)", "", score.__doc__]
+    lines += ["", f"Run time: {time.perf_counter() - started:.0f} s."]
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    (args.out / "fleet.md").write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""The fleet evaluation's columns on histories built by hand, through the
+router's real breakers, and the generator's promises."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.fleet import __main__ as bench_main
+from bench.fleet import evaluate, generator, relative, score
+from bench.foresight.routers import Transition
+
+T0 = 1_800_000_000.0
+TIMES = T0 + np.arange(600, dtype=np.float64) * 10.0  # 100 minutes, a point every 10 s
+
+
+def flat(backends: int, ms: float = 100.0) -> np.ndarray:
+    return np.full((len(TIMES), backends), ms)
+
+
+def at(offset_s: float) -> int:
+    return int(offset_s // 10)
+
+
+def columns(transitions, latency, events):
+    return score.score(transitions, TIMES, latency, events, threshold_ms=300.0, horizon_s=300.0, interval_s=10.0)
+
+
+def test_columns_of_a_hand_made_history():
+    latency = flat(2)
+    latency[at(1000) : at(1100) + 1, 0] = 400.0  # episode 1: 1000-1100 s
+    latency[at(3000), 0] = 400.0  # episode 2: one point, never caught
+    events = (((T0 + 900, T0 + 1200), (T0 + 2950, T0 + 3050)), ())
+    transitions = [
+        Transition(T0 + 800, 0, "CLOSED", "OPEN"),  # 200 s ahead of episode 1: right
+        Transition(T0 + 1200, 0, "OPEN", "HALF_OPEN"),
+        Transition(T0 + 1300, 0, "HALF_OPEN", "CLOSED"),
+        Transition(T0 + 5000, 1, "CLOSED", "OPEN"),  # nothing follows: wrong, and fault-free
+    ]
+    c = columns(transitions, latency, events)
+    assert (c.episodes, c.caught, c.leads_s) == (2, 1, [200.0])
+    assert (c.openings, c.right_openings, c.free_openings) == (2, 1, 1)
+    # Backend 0 is busy over [600, 1800] s and [2650, 3650] s once widened
+    # (300 s before, 600 s after): 121 + 101 of its 600 points.
+    assert c.free_backend_hours == pytest.approx((600 - 222 + 600) * 10 / 3600)
+    # Open or half-open at 800-1290 s on backend 0 and 5000-5990 s on backend 1.
+    assert (c.not_closed_points, c.points) == (50 + 100, 1200)
+    assert (c.recall, c.precision, c.median_lead_s) == (0.5, 0.5, 200.0)
+
+
+def test_a_breaker_open_from_long_before_catches_with_one_horizon_of_lead():
+    latency = flat(1)
+    latency[at(2000) : at(2100), 0] = 400.0
+    c = columns([Transition(T0 + 100, 0, "CLOSED", "OPEN")], latency, ((),))
+    assert (c.caught, c.leads_s, c.right_openings) == (1, [300.0], 0)
+    assert c.not_closed_points == 600 - at(100)
+
+
+def test_an_opening_after_the_breach_ended_catches_nothing():
+    latency = flat(1)
+    latency[at(2000) : at(2100) + 1, 0] = 400.0
+    c = columns([Transition(T0 + 2110, 0, "CLOSED", "OPEN")], latency, ((),))
+    assert (c.episodes, c.caught, c.openings, c.right_openings) == (1, 0, 1, 0)
+    assert math.isnan(c.median_lead_s)
+
+
+def test_the_reactive_breaker_end_to_end_on_a_step():
+    # The router's own breaker opens once observed latency has stayed over
+    # the threshold for open_after_s (10 s): at the second point over it.
+    latency = flat(2)
+    latency[at(2000) : at(2600), 1] = 500.0
+    load = np.ones_like(latency)
+    source = evaluate.Source(
+        "step", 10.0, TIMES, load, latency, np.zeros_like(latency), ((), ((T0 + 2000, T0 + 2600),))
+    )
+    c = evaluate.run(evaluate.reactive(), source)
+    assert (c.episodes, c.caught, c.leads_s) == (1, 1, [-10.0])
+    assert (c.openings, c.right_openings, c.free_openings) == (1, 1, 0)
+    assert c.not_closed_points > 0
+
+
+def test_the_generator_is_seeded_and_every_interval_sees_the_same_fleet():
+    a = generator.generate(7, backends=3, duration_s=3600.0, interval_s=10.0)
+    b = generator.generate(7, backends=3, duration_s=3600.0, interval_s=10.0)
+    c = generator.generate(8, backends=3, duration_s=3600.0, interval_s=10.0)
+    minute = generator.generate(7, backends=3, duration_s=3600.0, interval_s=60.0)
+    assert np.array_equal(a.latency_ms, b.latency_ms) and np.array_equal(a.load, b.load)
+    assert not np.array_equal(a.latency_ms, c.latency_ms)
+    assert (a.replicas, a.events) == (minute.replicas, minute.events)
+    assert a.latency_ms.shape == (360, 3) and minute.latency_ms.shape == (60, 3)
+    with pytest.raises(ValueError, match="multiple of 5"):
+        generator.generate(7, interval_s=12.0)
+
+
+def test_the_generated_fleet_breaches_only_in_its_events():
+    f = generator.generate(1, backends=8, duration_s=6 * 3600.0, interval_s=10.0)
+    source = evaluate.from_fleet(f, "fleet")
+    found = score.breach_episodes(source.latency_ms, source.times, 300.0, 10.0)
+    assert sum(map(len, found)) > 10
+    for b, own in enumerate(found):
+        spans = [(f.start + ev.start_s, f.start + ev.end_s) for ev in f.events if ev.backend == b]
+        for start, _ in own:
+            assert any(s <= start <= e + score.SETTLE_S for s, e in spans)
+
+
+@pytest.mark.slow
+def test_the_bench_writes_its_report(tmp_path):
+    assert bench_main.main(["--out", str(tmp_path), "--hours", "0.5", "--seeds", "1", "--no-real"]) == 0
+    text = (tmp_path / "fleet.md").read_text()
+    assert text.count("| reactive breaker on observed latency |") == 4
+
+
+def test_relative_units_divide_by_the_backends_own_running_median():
+    latency = flat(2, 50.0)
+    latency[:, 1] = 200.0
+    latency[at(3000), 0] = 100.0  # twice its usual: one point does not move the median
+    load = np.full_like(latency, 4.0)
+    source = evaluate.Source("rel", 10.0, TIMES, load, latency, np.zeros_like(latency), ((), ()))
+    out = relative.relative(source)
+    assert out.latency_ms[at(3000), 0] == pytest.approx(2 * relative.REF_MS)
+    assert out.latency_ms[at(2990), 0] == out.latency_ms[at(5000), 1] == pytest.approx(relative.REF_MS)
+    assert np.allclose(out.load, relative.REF_LOAD)
