@@ -62,15 +62,20 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
     out = []
     reactive = evaluate.reactive()
     shipped = evaluate.forecast("ACE as `make up` starts it (model trained on synthetic history)", makeup)
+    gate = evaluate.gated("ACE as it is: the `make up` model behind the trust gate", makeup)
     for interval in INTERVALS:
         pairs = [halves(seed, interval, hours) for seed in seeds]
-        own = [(evaluate.forecast("own", model.load(evaluate.train([learnt]))), reported) for learnt, reported in pairs]
+        fleet_models = [model.load(evaluate.train([learnt])) for learnt, _ in pairs]
+        own = [(evaluate.forecast("own", m), reported) for m, (_, reported) in zip(fleet_models, pairs, strict=True)]
+        own_gated = [(evaluate.gated("own", m), reported) for m, (_, reported) in zip(fleet_models, pairs, strict=True)]
         reported = [r for _, r in pairs]
         out += [
             f"\n### Generated fleet, a point every {interval:g} s ({len(seeds)} seeds, {hours:g} h reported each)\n",
             HEADER,
             f"| {shipped.name} | {fmt(row([(shipped, r) for r in reported]))} |",
+            f"| {gate.name} | {fmt(row([(gate, r) for r in reported]))} |",
             f"| ACE after training on the fleet's own earlier {hours:g} h | {fmt(row(own))} |",
+            f"| the same, behind the trust gate | {fmt(row(own_gated))} |",
             f"| {reactive.name} | {fmt(row([(reactive, r) for r in reported]))} |",
         ]
     return out
@@ -83,6 +88,7 @@ def nezha_table(makeup: LoadedModel) -> list[str]:
     reported = evaluate.from_nezha(report, scale, "nezha")
     rows = (
         evaluate.forecast("ACE as `make up` starts it", makeup),
+        evaluate.gated("ACE as it is: the `make up` model behind the trust gate", makeup),
         evaluate.forecast(f"ACE after training on {realtel.TUNE_DAY}", model.load(evaluate.train([learnt]))),
         evaluate.reactive(),
     )

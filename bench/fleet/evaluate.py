@@ -15,6 +15,8 @@ policy (a trust gate, say) is one more Config whose factory builds it."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,10 +26,14 @@ import numpy.typing as npt
 from bench.fleet import generator, score
 from bench.foresight import model, realtel
 from bench.foresight.routers import AceRouter
+from bench.foresight.sim import Telemetry
 from services.common import synthetic
 from services.common.telemetry import Point
 from services.predictor.model import LoadedModel
+from services.predictor.scoring import Forecast, Limits, Scorer
+from services.predictor.trust import UNSCORED, TrustSettings, TrustVerdict, judge
 from services.router.policy import Settings
+from services.router.table import Update
 from services.trainer.train import TrainedModel
 
 Floats = npt.NDArray[np.float64]
@@ -137,6 +143,55 @@ def reactive(settings: Settings | None = None) -> Config:
 
 def forecast(name: str, loaded: LoadedModel, settings: Settings | None = None) -> Config:
     return Config(name, lambda n: AceRouter(name, n, settings or Settings(), loaded))
+
+
+# How often the gate judges, in event time: the predictor's loop judges on
+# every evaluation tick (10 s of wall clock, about as much event time live).
+JUDGE_EVERY_S = 60.0
+
+
+class GatedRouter(AceRouter):
+    """ACE as it runs with the predictor's trust gate: every forecast is
+    scored against the telemetry that followed (services.predictor.scoring,
+    the predictor's own Scorer and window), the gate's rule
+    (services.predictor.trust.judge) decides whether the model is proven,
+    and the router's breakers run on the forecast only while it is; until
+    then on observed latency, the forecast in shadow."""
+
+    VERSION = "model"
+
+    def __init__(self, name: str, n: int, settings: Settings, loaded: LoadedModel, trust: TrustSettings) -> None:
+        super().__init__(name, n, settings, loaded)
+        self.scorer = Scorer(Limits(), threshold_ms=settings.threshold_ms)
+        self.trust_settings = trust
+        self.verdict: TrustVerdict = UNSCORED
+        self.judged_at = -math.inf
+        # Event time at which the model was first proven; None: never.
+        self.proven_at: float | None = None
+
+    def updates(self, telemetry: Telemetry) -> list[Update]:
+        out = super().updates(telemetry)
+        at = out[0].as_of
+        # The truth is each point's latency, as the predictor's truth feed reads it.
+        self.scorer.observe([(u.backend_id, u.as_of, float(telemetry.latency_ms[b])) for b, u in enumerate(out)])
+        self.scorer.add_forecasts(
+            Forecast(self.VERSION, u.backend_id, u.as_of, HORIZON_S, u.predicted_ms)
+            for u in out
+            if u.predicted_ms is not None
+        )
+        if at - self.judged_at >= JUDGE_EVERY_S:
+            self.judged_at = at
+            self.verdict = judge(self.scorer.scores(self.VERSION), self.verdict, self.trust_settings)
+            if self.verdict.proven and self.proven_at is None:
+                self.proven_at = at
+        proven = self.verdict.proven
+        return [dataclasses.replace(u, proven=proven) for u in out]
+
+
+def gated(
+    name: str, loaded: LoadedModel, settings: Settings | None = None, trust: TrustSettings | None = None
+) -> Config:
+    return Config(name, lambda n: GatedRouter(name, n, settings or Settings(), loaded, trust or TrustSettings()))
 
 
 def run(config: Config, source: Source) -> score.Columns:

@@ -99,7 +99,8 @@ def _warm_up(store: feature_store_pb2_grpc.FeatureStoreStub, client: RouterClien
 
     def warm(c: RouterClient) -> bool:
         routes = [c.candidate(b) for b in names]
-        return c.connected and all(r is not None and r.basis is Basis.FORECAST for r in routes)
+        # A forecast in hand, driving the breaker or in shadow until proven.
+        return c.connected and all(r is not None and r.basis in (Basis.FORECAST, Basis.MODEL_UNPROVEN) for r in routes)
 
     if not client.wait(warm, timeout_s=60):
         raise RuntimeError("the router never forecast the warm-up backends (is the model active?)")
