@@ -275,8 +275,10 @@ def load_history(source: Source, data_dir: Path | None = None) -> list[Point]:
 
 # How a training can end: trained (publishing not asked for), published,
 # publish_failed (trained, refused or unreachable predictor), failed (bad
-# input or an error on the way) or cancelled (the caller went away).
-OUTCOMES = ("trained", "published", "publish_failed", "failed", "cancelled")
+# input or an error on the way), cancelled (the caller went away) or
+# short_history (a feature-store history shorter than min_span_s: an
+# auto-training's look before there is enough, which is no failure).
+OUTCOMES = ("trained", "published", "publish_failed", "failed", "cancelled", "short_history")
 
 
 class Trainer:
@@ -328,6 +330,10 @@ class Trainer:
         try:
             result = yield from self._steps(job, publisher or self._publisher, trigger)
             outcome = "published" if result.published else "publish_failed" if job.publish else "trained"
+        except ShortHistory as exc:
+            outcome = "short_history"
+            _log.info("training_deferred", reason=str(exc))
+            raise
         except AceError as exc:
             _log.warning("training_failed", reason=str(exc))
             raise

@@ -22,7 +22,8 @@ class TrainingMetrics:
         trainings = Counter(
             "ace_trainer_trainings",
             "Trainings by how they ended: trained (publishing not asked for), published, publish_failed, failed "
-            "(bad input or an error on the way) or cancelled (the caller went away).",
+            "(bad input or an error on the way), cancelled (the caller went away) or short_history (an "
+            "auto-training found less fleet history than it needs).",
             ["outcome"],
             registry=registry,
         )

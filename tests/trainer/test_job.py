@@ -289,7 +289,13 @@ def test_a_run_records_its_trigger_and_the_history_it_learnt_from():
 
 def test_a_feature_store_history_shorter_than_asked_is_a_short_history():
     points = synthetic.random_history(2, 2, 1800.0, 10.0).points
-    trainer = Trainer(limits=WindowLimits(), publisher=_Publisher(PublishOutcome(True)), load=lambda source: points)
+    outcomes: list[str] = []
+    trainer = Trainer(
+        limits=WindowLimits(),
+        publisher=_Publisher(PublishOutcome(True)),
+        load=lambda source: points,
+        on_finished=lambda outcome, seconds: outcomes.append(outcome),
+    )
     with pytest.raises(job.ShortHistory, match="covers 1790 s of event time; this training needs 3600 s") as raised:
         list(trainer.run(_make(job.FeatureStoreSource(duration_s=7200.0, min_span_s=3600.0))))
     assert (raised.value.covered_s, raised.value.needed_s) == (1790.0, 3600.0)
@@ -297,3 +303,4 @@ def test_a_feature_store_history_shorter_than_asked_is_a_short_history():
     steps = list(trainer.run(_make(job.FeatureStoreSource(min_span_s=1790.0), n_estimators=5)))
     assert steps[-1].result is not None
     assert steps[-1].result.model.provenance.source is HistorySource.FLEET
+    assert outcomes == ["short_history", "trained"], "a look too early is no failed training"
