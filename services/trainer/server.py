@@ -17,7 +17,7 @@ from services.common.timeutil import set_timestamp
 from services.trainer import history, job, publish, watcher
 from services.trainer.config import TrainerConfig
 from services.trainer.job import Defaults, HistoryLoader, Result, Trainer
-from services.trainer.metrics import LastTrainingCollector, TrainingMetrics
+from services.trainer.metrics import LastTrainingCollector, RetrainCollector, TrainingMetrics
 from services.trainer.train import TrainedModel
 from services.trainer.watcher import RetrainWatcher, WatcherStatus
 
@@ -186,14 +186,15 @@ def start(
         quality_weight=config.quality_weight,
         on_finished=trainings.finished if trainings is not None else lambda outcome, seconds: None,
     )
-    if setup is not None:
-        setup.registry.register(LastTrainingCollector(trainer))
     defaults = Defaults(horizon_s=config.horizon_s, threshold_ms=config.threshold_ms)
     retrain = (
         watcher.build(config.retrain, predictor, trainer, lambda m: publisher(m, shadow=True), defaults)
         if config.retrain.polls
         else None
     )
+    if setup is not None:
+        setup.registry.register(LastTrainingCollector(trainer))
+        setup.registry.register(RetrainCollector(retrain.status if retrain is not None else None))
     servicer = TrainerServicer(trainer, defaults, retrain)
     try:
         running = start_server(

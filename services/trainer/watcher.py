@@ -135,6 +135,7 @@ class WatcherStatus:
     next_due_at: float | None  # event time; None: unknown or off
     started: int
     active_source: HistorySource | None
+    polled: bool  # a poll has read the predictor; active_source means nothing before
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -273,10 +274,11 @@ class RetrainWatcher:
         # Event time before which no auto-training starts: set by every
         # training this watcher ran, and by a history found too short.
         self._not_before = 0.0
-        self._guard = threading.Lock()  # over the three fields below
+        self._guard = threading.Lock()  # over the four fields below
         self._waiting_for = "the first poll"
         self._next_due_at: float | None = None
         self._active_source: HistorySource | None = None
+        self._polled = False
         self.retrains = 0  # started, for status and tests
         self.last_version = ""  # of the last successful retrain
 
@@ -290,6 +292,7 @@ class RetrainWatcher:
                 next_due_at=self._next_due_at if s.auto else None,
                 started=self.retrains,
                 active_source=self._active_source,
+                polled=self._polled,
             )
 
     def poll(self) -> str:
@@ -298,6 +301,7 @@ class RetrainWatcher:
         view = self._read()
         with self._guard:
             self._active_source = view.active_source
+            self._polled = True
         drift = self._drift(view)
         if drift == "due":
             self._pending = None

@@ -18,6 +18,7 @@ import pytest
 from ace.v1 import predictor_pb2, trainer_pb2
 from bench.fleet_history import new_fleet
 from services.common import synthetic
+from tests import scrape
 from tests.e2e.test_learning_loop import Loop, by_step, running_loop
 
 HORIZON_S = 60.0
@@ -39,6 +40,8 @@ def ace(tmp_path: Path) -> Iterator[Loop]:
         str(2 * MIN_HISTORY_S),
         "--drift-poll-s",
         "0.05",
+        "--metrics-port",
+        "0",
     ]
     with running_loop(tmp_path, ["--gate-min-labels", str(MIN_LABELS)], trainer_args) as running:
         yield running
@@ -51,6 +54,11 @@ def trainer_status(ace: Loop) -> trainer_pb2.TrainerStatus:
 
 def models(ace: Loop) -> dict[str, predictor_pb2.ModelInfo]:
     return {m.metadata.version: m for m in ace.predictor.ListModels(predictor_pb2.ListModelsRequest()).models}
+
+
+def learnt_fleet(ace: Loop) -> float | None:
+    port = ace.servers["trainer"].metrics_port or 0
+    return scrape.value(scrape.samples(port), "ace_trainer_active_learnt_fleet")
 
 
 def wait_until(
@@ -108,6 +116,7 @@ def test_a_fleet_model_is_trained_shadowed_and_judged_without_a_train_call(ace: 
     assert status.last_result.trigger == trainer_pb2.FLEET_FIRST
     assert status.retrain.auto_train and status.retrain.started == 1
     assert status.retrain.active_history_source == predictor_pb2.HISTORY_SOURCE_SYNTHETIC
+    assert learnt_fleet(ace) == 0
     assert status.retrain.next_due_at.seconds >= meta.history_end_at.seconds
 
     # The gate judges the candidate on the fleet's labels.
@@ -122,4 +131,6 @@ def test_a_fleet_model_is_trained_shadowed_and_judged_without_a_train_call(ace: 
     active = ace.predictor.GetActiveModel(predictor_pb2.GetActiveModelRequest(), timeout=5)
     assert active.metadata.version == candidate
     assert models(ace)[shipped].role == predictor_pb2.PREVIOUS
+    wait_until(ace, lambda s: s.retrain.active_history_source == predictor_pb2.HISTORY_SOURCE_FLEET)
+    assert learnt_fleet(ace) == 1
     print(f"\nauto-train: {ace.health().last_gate.reason}")
