@@ -274,6 +274,7 @@ class RetrainWatcher:
         # Event time before which no auto-training starts: set by every
         # training this watcher ran, and by a history found too short.
         self._not_before = 0.0
+        self._short: ShortHistory | None = None  # the last look, while no auto-training has started since
         self._guard = threading.Lock()  # over the four fields below
         self._waiting_for = "the first poll"
         self._next_due_at: float | None = None
@@ -358,7 +359,13 @@ class RetrainWatcher:
             due_at = max(due_at, view.active_history_end + self.settings.auto_refresh_s)
         trigger = Trigger.FLEET_REFRESH if fleet else Trigger.FLEET_FIRST
         if view.newest_at <= 0 or view.newest_at < due_at:
-            self._wait(f"event time to reach the next {trigger.name.lower()} training", due_at)
+            short = self._short
+            self._wait(
+                f"the fleet's history: it covered {short.covered_s:.0f} of {short.needed_s:.0f} s at the last look"
+                if short is not None
+                else f"event time to reach the next {trigger.name.lower()} training",
+                due_at,
+            )
             return None
         if self._in_gap():
             self._wait("the min gap between retrains (wall clock)", due_at)
@@ -398,6 +405,7 @@ class RetrainWatcher:
             # Not a retrain: the min gap does not start, and the next look
             # is when the history can have grown enough.
             self._not_before = view.newest_at + exc.needed_s - exc.covered_s
+            self._short = exc
             self._wait(f"the fleet's history: it covers {exc.covered_s:.0f} of {exc.needed_s:.0f} s", self._not_before)
             _log.info("retrain_waiting", reason=str(exc), trigger=reason, next_at=self._not_before)
             return "waiting"
@@ -406,6 +414,7 @@ class RetrainWatcher:
             _log.warning("retrain_failed", reason=str(exc), trigger=reason)
             return "failed"
         self._last_start = now
+        self._short = None
         self.retrains += 1
         self.last_version = done.version
         self._not_before = done.history_end_at + self.settings.auto_refresh_s

@@ -166,6 +166,7 @@ def test_the_first_fleet_training_waits_until_the_history_covers_the_minimum() -
     world.covered_s = MIN_HISTORY_S - 1
     assert w.poll() == "waiting"
     assert len(world.calls) == 1, "no second look before the history can have grown enough"
+    assert w.status().waiting_for == "the fleet's history: it covered 1000 of 7200 s at the last look"
     world.advance(1)
     world.covered_s = MIN_HISTORY_S
     world.wall += 1  # a short history is no retrain: the min gap has not started
