@@ -451,12 +451,16 @@ _SOURCES = {wire: kind for kind, wire in publish.HISTORY_SOURCES.items()}
 
 def poll_until(stopping: threading.Event, watcher: RetrainWatcher) -> None:
     """Polls every poll_s until `stopping` is set; a failed poll is logged
-    and the next one tries again."""
+    and the next one tries again. With auto-training this thread is what
+    keeps the fleet's model fresh, so an unexpected error (a bug, a library
+    raising something new) is logged with its traceback, not let end it."""
     while not stopping.wait(watcher.settings.poll_s):
         try:
             watcher.poll()
         except grpc.RpcError as exc:
             _log.warning("drift_poll_failed", code=exc.code().name, details=exc.details())
+        except Exception:  # noqa: BLE001 - see the docstring
+            _log.exception("retrain_poll_error")
 
 
 def retrain_with(trainer: Trainer, shadow_publisher: Publisher, defaults: Defaults) -> Retrain:

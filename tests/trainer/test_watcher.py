@@ -9,6 +9,7 @@ version's history, and neither while a drift retrain waits."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 
@@ -16,7 +17,7 @@ from services.common.errors import FailedPrecondition
 from services.trainer import config
 from services.trainer.job import FeatureStoreSource, ShortHistory, Trigger
 from services.trainer.train import HistorySource
-from services.trainer.watcher import DriftView, Retrained, RetrainSettings, RetrainWatcher
+from services.trainer.watcher import DriftView, Retrained, RetrainSettings, RetrainWatcher, poll_until
 
 DELAY_S = 600.0
 GAP_S = 1800.0
@@ -223,3 +224,20 @@ def test_auto_training_needs_an_active_version_and_reports_a_failure() -> None:
     assert w.poll() == "waiting", "a failure starts the min gap"
     world.wall += GAP_S
     assert w.poll() == "started"
+
+
+def test_an_unexpected_error_in_a_poll_does_not_end_the_polling() -> None:
+    stopping = threading.Event()
+    reads: list[int] = []
+
+    def read() -> DriftView:
+        reads.append(1)
+        if len(reads) == 1:
+            raise RuntimeError("a bug")
+        stopping.set()
+        return World().view
+
+    settings = RetrainSettings(auto=True, poll_s=0.001)
+    watcher = RetrainWatcher(settings, read=read, retrain=World().retrain, busy=lambda: False, now=lambda: 0.0)
+    poll_until(stopping, watcher)
+    assert len(reads) == 2
