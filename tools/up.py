@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap_model(constellation)
         board = constellation.processes["router"].metrics_port
         print(f"ACE is up. Risk board: http://127.0.0.1:{board}/   Risks: .venv/bin/python -m tools.ace risk")
+        print(
+            "The trainer learns this fleet by itself once the feature store holds 2 h of its telemetry; "
+            "`.venv/bin/python -m tools.ace models` shows what each version learnt from."
+        )
         print("Try: grpcurl -plaintext localhost:50053 list   (Ctrl-C or `make down` stops it)")
         stop.wait()
         print("stopping ...")
