@@ -1,7 +1,8 @@
 """`make up`: the four services on their default ports until Ctrl-C or
 `make down`. Model versions and the feature store's history persist in the
 run directory; when the predictor has none yet, a first model is trained and
-published so the router has forecasts from the start. A service that dies is
+published so the router has forecasts from the start; the trainer replaces it
+with one trained on the fleet's own history once there is enough. A service that dies is
 restarted on its port with backoff; <run-dir>/pids/<name>.pid holds each
 service's pid."""
 
@@ -52,6 +53,13 @@ def persistent_dirs(run_dir: Path) -> dict[str, list[str]]:
     }
 
 
+# The trainer learns the fleet it is put in front of without an operator:
+# the first model is synthetic, and once the store holds two hours of the
+# fleet's own history a model trained on it runs as a shadow and the gate
+# judges it (docs/model.md, "The fleet model trains itself").
+TRAINER_ARGS = ["--auto-train", "true"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.up", description=__doc__)
     parser.add_argument("--run-dir", default=".run", help="where logs, model versions and the pid file live")
@@ -68,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     constellation = Constellation(
-        run_dir, ports=dict(DEFAULT_PORTS), extra_args=persistent_dirs(run_dir), supervise=True
+        run_dir,
+        ports=dict(DEFAULT_PORTS),
+        extra_args={**persistent_dirs(run_dir), "trainer": TRAINER_ARGS},
+        supervise=True,
     )
     with constellation:
         pid_file.write_text(str(os.getpid()))
@@ -79,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap_model(constellation)
         board = constellation.processes["router"].metrics_port
         print(f"ACE is up. Risk board: http://127.0.0.1:{board}/   Risks: .venv/bin/python -m tools.ace risk")
+        print(
+            "The trainer learns this fleet by itself once the feature store holds 2 h of its telemetry; "
+            "`.venv/bin/python -m tools.ace models` shows what each version learnt from."
+        )
         print("Try: grpcurl -plaintext localhost:50053 list   (Ctrl-C or `make down` stops it)")
         stop.wait()
         print("stopping ...")

@@ -26,7 +26,7 @@ from ace.v1 import telemetry_pb2 as ace_dot_v1_dot_telemetry__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x63\x65/v1/predictor.proto\x12\x06\x61\x63\x65.v1\x1a\x16\x61\x63\x65/v1/telemetry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\x0ePredictRequest\x12&\n\x07vectors\x18\x01 \x03(\x0b\x32\x15.ace.v1.FeatureVector\x12%\n\x06matrix\x18\x02 \x01(\x0b\x32\x15.ace.v1.FeatureMatrix\"]\n\rFeatureMatrix\x12\x13\n\x0b\x62\x61\x63kend_ids\x18\x01 \x03(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12\x0f\n\x07\x61s_of_s\x18\x04 \x03(\x01\"\x9b\x01\n\x0fPredictResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\'\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x12.ace.v1.Prediction\x12\x1c\n\x14predicted_latency_ms\x18\x03 \x03(\x01\x12\x14\n\x0cmodel_proven\x18\x04 \x01(\x08\x12\x14\n\x0ctrust_reason\x18\x05 \x01(\t\">\n\nPrediction\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x1c\n\x14predicted_latency_ms\x18\x02 \x01(\x01\"\xc8\x04\n\rModelMetadata\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\t\x12\x15\n\rfeature_names\x18\x03 \x03(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x18\n\x10reference_inputs\x18\x06 \x03(\x01\x12\x19\n\x11reference_outputs\x18\x07 \x03(\x01\x12\x1e\n\x16reference_tolerance_ms\x18\x08 \x01(\x01\x12\x11\n\thorizon_s\x18\t \x01(\x01\x12.\n\ntrained_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07metrics\x18\x0b \x03(\x0b\x32\".ace.v1.ModelMetadata.MetricsEntry\x12J\n\x13\x66\x65\x61ture_importances\x18\x0c \x03(\x0b\x32-.ace.v1.ModelMetadata.FeatureImportancesEntry\x12\x15\n\rfeature_means\x18\r \x03(\x01\x12\x14\n\x0c\x66\x65\x61ture_stds\x18\x0e \x03(\x01\x12\x12\n\nstage_only\x18\x0f \x01(\x08\x12\x0e\n\x06shadow\x18\x10 \x01(\x08\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x39\n\x17\x46\x65\x61tureImportancesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"Y\n\x13PublishModelRequest\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x15.ace.v1.ModelMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x97\x01\n\tModelInfo\x12\'\n\x08metadata\x18\x01 \x01(\x0b\x32\x15.ace.v1.ModelMetadata\x12\x30\n\x0cpublished_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x1f\n\x04role\x18\x04 \x01(\x0e\x32\x11.ace.v1.ModelRole\"\x17\n\x15GetActiveModelRequest\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.ace.v1.ModelInfo\"%\n\x0fRollbackRequest\x12\x12\n\nto_version\x18\x01 \x01(\t\"\x17\n\x15GetModelHealthRequest\"\x9e\x03\n\x0bModelHealth\x12\x10\n\x08window_s\x18\x01 \x01(\x01\x12\x1b\n\x13\x62reach_threshold_ms\x18\x02 \x01(\x01\x12\'\n\x08versions\x18\x03 \x03(\x0b\x32\x15.ace.v1.VersionHealth\x12(\n\x0b\x65rror_drift\x18\x04 \x01(\x0b\x32\x13.ace.v1.DriftStatus\x12+\n\rfeature_drift\x18\x05 \x03(\x0b\x32\x14.ace.v1.FeatureDrift\x12&\n\tlast_gate\x18\x06 \x01(\x0b\x32\x13.ace.v1.GateOutcome\x12\x19\n\x11pending_forecasts\x18\x07 \x01(\x04\x12\x1c\n\x14unlabelled_forecasts\x18\x08 \x01(\x04\x12\x19\n\x11truth_approximate\x18\t \x01(\x08\x12\x1e\n\x16\x64ropped_shadow_batches\x18\n \x01(\x04\x12\x0f\n\x07\x65nabled\x18\x0b \x01(\x08\x12\x33\n\x0fnewest_point_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc2\x02\n\rVersionHealth\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x1f\n\x04role\x18\x02 \x01(\x0e\x32\x11.ace.v1.ModelRole\x12\x0e\n\x06labels\x18\x03 \x01(\r\x12\x0e\n\x06mae_ms\x18\x04 \x01(\x01\x12\x0f\n\x07log_mae\x18\x05 \x01(\x01\x12\x1d\n\x10\x62reach_precision\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rbreach_recall\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\x12predicted_breaches\x18\x08 \x01(\r\x12\x17\n\x0f\x61\x63tual_breaches\x18\t \x01(\r\x12\x11\n\thorizon_s\x18\n \x01(\x01\x12\x0e\n\x06proven\x18\x0b \x01(\x08\x12\x14\n\x0ctrust_reason\x18\x0c \x01(\tB\x13\n\x11_breach_precisionB\x10\n\x0e_breach_recall\"\x94\x01\n\x0b\x44riftStatus\x12\x0f\n\x07samples\x18\x01 \x01(\r\x12\x0c\n\x04mean\x18\x02 \x01(\x01\x12\x11\n\tstatistic\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\r\n\x05\x66ires\x18\x05 \x01(\r\x12\x31\n\rlast_fired_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x0c\x46\x65\x61tureDrift\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0b\x32\x13.ace.v1.DriftStatus\"\xf6\x01\n\x0bGateOutcome\x12$\n\x07verdict\x18\x01 \x01(\x0e\x32\x13.ace.v1.GateVerdict\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x01(\r\x12\x17\n\x0fsubject_version\x18\x04 \x01(\t\x12\x19\n\x11reference_version\x18\x05 \x01(\t\x12\x15\n\rsubject_error\x18\x06 \x01(\x01\x12\x17\n\x0freference_error\x18\x07 \x01(\x01\x12\r\n\x05limit\x18\x08 \x01(\x01\x12.\n\ndecided_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*P\n\tModelRole\x12\x1a\n\x16MODEL_ROLE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\x0c\n\x08PREVIOUS\x10\x03*g\n\x0bGateVerdict\x12\x1c\n\x18GATE_VERDICT_UNSPECIFIED\x10\x00\x12\x08\n\x04WAIT\x10\x01\x12\x0b\n\x07PROMOTE\x10\x02\x12\n\n\x06REFUSE\x10\x03\x12\r\n\tROLL_BACK\x10\x04\x12\x08\n\x04KEEP\x10\x05\x32\x90\x03\n\tPredictor\x12:\n\x07Predict\x12\x16.ace.v1.PredictRequest\x1a\x17.ace.v1.PredictResponse\x12@\n\x0cPublishModel\x12\x1b.ace.v1.PublishModelRequest\x1a\x11.ace.v1.ModelInfo(\x01\x12\x42\n\x0eGetActiveModel\x12\x1d.ace.v1.GetActiveModelRequest\x1a\x11.ace.v1.ModelInfo\x12\x43\n\nListModels\x12\x19.ace.v1.ListModelsRequest\x1a\x1a.ace.v1.ListModelsResponse\x12\x36\n\x08Rollback\x12\x17.ace.v1.RollbackRequest\x1a\x11.ace.v1.ModelInfo\x12\x44\n\x0eGetModelHealth\x12\x1d.ace.v1.GetModelHealthRequest\x1a\x13.ace.v1.ModelHealthb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x63\x65/v1/predictor.proto\x12\x06\x61\x63\x65.v1\x1a\x16\x61\x63\x65/v1/telemetry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\x0ePredictRequest\x12&\n\x07vectors\x18\x01 \x03(\x0b\x32\x15.ace.v1.FeatureVector\x12%\n\x06matrix\x18\x02 \x01(\x0b\x32\x15.ace.v1.FeatureMatrix\"]\n\rFeatureMatrix\x12\x13\n\x0b\x62\x61\x63kend_ids\x18\x01 \x03(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12\x0f\n\x07\x61s_of_s\x18\x04 \x03(\x01\"\x9b\x01\n\x0fPredictResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\'\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x12.ace.v1.Prediction\x12\x1c\n\x14predicted_latency_ms\x18\x03 \x03(\x01\x12\x14\n\x0cmodel_proven\x18\x04 \x01(\x08\x12\x14\n\x0ctrust_reason\x18\x05 \x01(\t\">\n\nPrediction\x12\x12\n\nbackend_id\x18\x01 \x01(\t\x12\x1c\n\x14predicted_latency_ms\x18\x02 \x01(\x01\"\xe1\x05\n\rModelMetadata\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\t\x12\x15\n\rfeature_names\x18\x03 \x03(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x18\n\x10reference_inputs\x18\x06 \x03(\x01\x12\x19\n\x11reference_outputs\x18\x07 \x03(\x01\x12\x1e\n\x16reference_tolerance_ms\x18\x08 \x01(\x01\x12\x11\n\thorizon_s\x18\t \x01(\x01\x12.\n\ntrained_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07metrics\x18\x0b \x03(\x0b\x32\".ace.v1.ModelMetadata.MetricsEntry\x12J\n\x13\x66\x65\x61ture_importances\x18\x0c \x03(\x0b\x32-.ace.v1.ModelMetadata.FeatureImportancesEntry\x12\x15\n\rfeature_means\x18\r \x03(\x01\x12\x14\n\x0c\x66\x65\x61ture_stds\x18\x0e \x03(\x01\x12\x12\n\nstage_only\x18\x0f \x01(\x08\x12\x0e\n\x06shadow\x18\x10 \x01(\x08\x12-\n\x0ehistory_source\x18\x11 \x01(\x0e\x32\x15.ace.v1.HistorySource\x12\x34\n\x10history_start_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0ehistory_end_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x39\n\x17\x46\x65\x61tureImportancesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"Y\n\x13PublishModelRequest\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x15.ace.v1.ModelMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x97\x01\n\tModelInfo\x12\'\n\x08metadata\x18\x01 \x01(\x0b\x32\x15.ace.v1.ModelMetadata\x12\x30\n\x0cpublished_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x1f\n\x04role\x18\x04 \x01(\x0e\x32\x11.ace.v1.ModelRole\"\x17\n\x15GetActiveModelRequest\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.ace.v1.ModelInfo\"%\n\x0fRollbackRequest\x12\x12\n\nto_version\x18\x01 \x01(\t\"\x17\n\x15GetModelHealthRequest\"\x9e\x03\n\x0bModelHealth\x12\x10\n\x08window_s\x18\x01 \x01(\x01\x12\x1b\n\x13\x62reach_threshold_ms\x18\x02 \x01(\x01\x12\'\n\x08versions\x18\x03 \x03(\x0b\x32\x15.ace.v1.VersionHealth\x12(\n\x0b\x65rror_drift\x18\x04 \x01(\x0b\x32\x13.ace.v1.DriftStatus\x12+\n\rfeature_drift\x18\x05 \x03(\x0b\x32\x14.ace.v1.FeatureDrift\x12&\n\tlast_gate\x18\x06 \x01(\x0b\x32\x13.ace.v1.GateOutcome\x12\x19\n\x11pending_forecasts\x18\x07 \x01(\x04\x12\x1c\n\x14unlabelled_forecasts\x18\x08 \x01(\x04\x12\x19\n\x11truth_approximate\x18\t \x01(\x08\x12\x1e\n\x16\x64ropped_shadow_batches\x18\n \x01(\x04\x12\x0f\n\x07\x65nabled\x18\x0b \x01(\x08\x12\x33\n\x0fnewest_point_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc2\x02\n\rVersionHealth\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x1f\n\x04role\x18\x02 \x01(\x0e\x32\x11.ace.v1.ModelRole\x12\x0e\n\x06labels\x18\x03 \x01(\r\x12\x0e\n\x06mae_ms\x18\x04 \x01(\x01\x12\x0f\n\x07log_mae\x18\x05 \x01(\x01\x12\x1d\n\x10\x62reach_precision\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rbreach_recall\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\x12predicted_breaches\x18\x08 \x01(\r\x12\x17\n\x0f\x61\x63tual_breaches\x18\t \x01(\r\x12\x11\n\thorizon_s\x18\n \x01(\x01\x12\x0e\n\x06proven\x18\x0b \x01(\x08\x12\x14\n\x0ctrust_reason\x18\x0c \x01(\tB\x13\n\x11_breach_precisionB\x10\n\x0e_breach_recall\"\x94\x01\n\x0b\x44riftStatus\x12\x0f\n\x07samples\x18\x01 \x01(\r\x12\x0c\n\x04mean\x18\x02 \x01(\x01\x12\x11\n\tstatistic\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\r\n\x05\x66ires\x18\x05 \x01(\r\x12\x31\n\rlast_fired_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x0c\x46\x65\x61tureDrift\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0b\x32\x13.ace.v1.DriftStatus\"\xf6\x01\n\x0bGateOutcome\x12$\n\x07verdict\x18\x01 \x01(\x0e\x32\x13.ace.v1.GateVerdict\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x01(\r\x12\x17\n\x0fsubject_version\x18\x04 \x01(\t\x12\x19\n\x11reference_version\x18\x05 \x01(\t\x12\x15\n\rsubject_error\x18\x06 \x01(\x01\x12\x17\n\x0freference_error\x18\x07 \x01(\x01\x12\r\n\x05limit\x18\x08 \x01(\x01\x12.\n\ndecided_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x7f\n\rHistorySource\x12\x1e\n\x1aHISTORY_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18HISTORY_SOURCE_SYNTHETIC\x10\x01\x12\x16\n\x12HISTORY_SOURCE_CSV\x10\x02\x12\x18\n\x14HISTORY_SOURCE_FLEET\x10\x03*P\n\tModelRole\x12\x1a\n\x16MODEL_ROLE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\x0c\n\x08PREVIOUS\x10\x03*g\n\x0bGateVerdict\x12\x1c\n\x18GATE_VERDICT_UNSPECIFIED\x10\x00\x12\x08\n\x04WAIT\x10\x01\x12\x0b\n\x07PROMOTE\x10\x02\x12\n\n\x06REFUSE\x10\x03\x12\r\n\tROLL_BACK\x10\x04\x12\x08\n\x04KEEP\x10\x05\x32\x90\x03\n\tPredictor\x12:\n\x07Predict\x12\x16.ace.v1.PredictRequest\x1a\x17.ace.v1.PredictResponse\x12@\n\x0cPublishModel\x12\x1b.ace.v1.PublishModelRequest\x1a\x11.ace.v1.ModelInfo(\x01\x12\x42\n\x0eGetActiveModel\x12\x1d.ace.v1.GetActiveModelRequest\x1a\x11.ace.v1.ModelInfo\x12\x43\n\nListModels\x12\x19.ace.v1.ListModelsRequest\x1a\x1a.ace.v1.ListModelsResponse\x12\x36\n\x08Rollback\x12\x17.ace.v1.RollbackRequest\x1a\x11.ace.v1.ModelInfo\x12\x44\n\x0eGetModelHealth\x12\x1d.ace.v1.GetModelHealthRequest\x1a\x13.ace.v1.ModelHealthb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELMETADATA_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODELMETADATA_FEATUREIMPORTANCESENTRY']._loaded_options = None
   _globals['_MODELMETADATA_FEATUREIMPORTANCESENTRY']._serialized_options = b'8\001'
-  _globals['_MODELROLE']._serialized_start=2716
-  _globals['_MODELROLE']._serialized_end=2796
-  _globals['_GATEVERDICT']._serialized_start=2798
-  _globals['_GATEVERDICT']._serialized_end=2901
+  _globals['_HISTORYSOURCE']._serialized_start=2869
+  _globals['_HISTORYSOURCE']._serialized_end=2996
+  _globals['_MODELROLE']._serialized_start=2998
+  _globals['_MODELROLE']._serialized_end=3078
+  _globals['_GATEVERDICT']._serialized_start=3080
+  _globals['_GATEVERDICT']._serialized_end=3183
   _globals['_PREDICTREQUEST']._serialized_start=91
   _globals['_PREDICTREQUEST']._serialized_end=186
   _globals['_FEATUREMATRIX']._serialized_start=188
@@ -50,35 +52,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTION']._serialized_start=441
   _globals['_PREDICTION']._serialized_end=503
   _globals['_MODELMETADATA']._serialized_start=506
-  _globals['_MODELMETADATA']._serialized_end=1090
-  _globals['_MODELMETADATA_METRICSENTRY']._serialized_start=985
-  _globals['_MODELMETADATA_METRICSENTRY']._serialized_end=1031
-  _globals['_MODELMETADATA_FEATUREIMPORTANCESENTRY']._serialized_start=1033
-  _globals['_MODELMETADATA_FEATUREIMPORTANCESENTRY']._serialized_end=1090
-  _globals['_PUBLISHMODELREQUEST']._serialized_start=1092
-  _globals['_PUBLISHMODELREQUEST']._serialized_end=1181
-  _globals['_MODELINFO']._serialized_start=1184
-  _globals['_MODELINFO']._serialized_end=1335
-  _globals['_GETACTIVEMODELREQUEST']._serialized_start=1337
-  _globals['_GETACTIVEMODELREQUEST']._serialized_end=1360
-  _globals['_LISTMODELSREQUEST']._serialized_start=1362
-  _globals['_LISTMODELSREQUEST']._serialized_end=1381
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1383
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1438
-  _globals['_ROLLBACKREQUEST']._serialized_start=1440
-  _globals['_ROLLBACKREQUEST']._serialized_end=1477
-  _globals['_GETMODELHEALTHREQUEST']._serialized_start=1479
-  _globals['_GETMODELHEALTHREQUEST']._serialized_end=1502
-  _globals['_MODELHEALTH']._serialized_start=1505
-  _globals['_MODELHEALTH']._serialized_end=1919
-  _globals['_VERSIONHEALTH']._serialized_start=1922
-  _globals['_VERSIONHEALTH']._serialized_end=2244
-  _globals['_DRIFTSTATUS']._serialized_start=2247
-  _globals['_DRIFTSTATUS']._serialized_end=2395
-  _globals['_FEATUREDRIFT']._serialized_start=2397
-  _globals['_FEATUREDRIFT']._serialized_end=2465
-  _globals['_GATEOUTCOME']._serialized_start=2468
-  _globals['_GATEOUTCOME']._serialized_end=2714
-  _globals['_PREDICTOR']._serialized_start=2904
-  _globals['_PREDICTOR']._serialized_end=3304
+  _globals['_MODELMETADATA']._serialized_end=1243
+  _globals['_MODELMETADATA_METRICSENTRY']._serialized_start=1138
+  _globals['_MODELMETADATA_METRICSENTRY']._serialized_end=1184
+  _globals['_MODELMETADATA_FEATUREIMPORTANCESENTRY']._serialized_start=1186
+  _globals['_MODELMETADATA_FEATUREIMPORTANCESENTRY']._serialized_end=1243
+  _globals['_PUBLISHMODELREQUEST']._serialized_start=1245
+  _globals['_PUBLISHMODELREQUEST']._serialized_end=1334
+  _globals['_MODELINFO']._serialized_start=1337
+  _globals['_MODELINFO']._serialized_end=1488
+  _globals['_GETACTIVEMODELREQUEST']._serialized_start=1490
+  _globals['_GETACTIVEMODELREQUEST']._serialized_end=1513
+  _globals['_LISTMODELSREQUEST']._serialized_start=1515
+  _globals['_LISTMODELSREQUEST']._serialized_end=1534
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1536
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1591
+  _globals['_ROLLBACKREQUEST']._serialized_start=1593
+  _globals['_ROLLBACKREQUEST']._serialized_end=1630
+  _globals['_GETMODELHEALTHREQUEST']._serialized_start=1632
+  _globals['_GETMODELHEALTHREQUEST']._serialized_end=1655
+  _globals['_MODELHEALTH']._serialized_start=1658
+  _globals['_MODELHEALTH']._serialized_end=2072
+  _globals['_VERSIONHEALTH']._serialized_start=2075
+  _globals['_VERSIONHEALTH']._serialized_end=2397
+  _globals['_DRIFTSTATUS']._serialized_start=2400
+  _globals['_DRIFTSTATUS']._serialized_end=2548
+  _globals['_FEATUREDRIFT']._serialized_start=2550
+  _globals['_FEATUREDRIFT']._serialized_end=2618
+  _globals['_GATEOUTCOME']._serialized_start=2621
+  _globals['_GATEOUTCOME']._serialized_end=2867
+  _globals['_PREDICTOR']._serialized_start=3186
+  _globals['_PREDICTOR']._serialized_end=3586
 # @@protoc_insertion_point(module_scope)

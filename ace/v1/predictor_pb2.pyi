@@ -11,6 +11,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class HistorySource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HISTORY_SOURCE_UNSPECIFIED: _ClassVar[HistorySource]
+    HISTORY_SOURCE_SYNTHETIC: _ClassVar[HistorySource]
+    HISTORY_SOURCE_CSV: _ClassVar[HistorySource]
+    HISTORY_SOURCE_FLEET: _ClassVar[HistorySource]
+
 class ModelRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MODEL_ROLE_UNSPECIFIED: _ClassVar[ModelRole]
@@ -26,6 +33,10 @@ class GateVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REFUSE: _ClassVar[GateVerdict]
     ROLL_BACK: _ClassVar[GateVerdict]
     KEEP: _ClassVar[GateVerdict]
+HISTORY_SOURCE_UNSPECIFIED: HistorySource
+HISTORY_SOURCE_SYNTHETIC: HistorySource
+HISTORY_SOURCE_CSV: HistorySource
+HISTORY_SOURCE_FLEET: HistorySource
 MODEL_ROLE_UNSPECIFIED: ModelRole
 ACTIVE: ModelRole
 CANDIDATE: ModelRole
@@ -80,7 +91,7 @@ class Prediction(_message.Message):
     def __init__(self, backend_id: _Optional[str] = ..., predicted_latency_ms: _Optional[float] = ...) -> None: ...
 
 class ModelMetadata(_message.Message):
-    __slots__ = ("version", "schema_version", "feature_names", "sha256", "size_bytes", "reference_inputs", "reference_outputs", "reference_tolerance_ms", "horizon_s", "trained_at", "metrics", "feature_importances", "feature_means", "feature_stds", "stage_only", "shadow")
+    __slots__ = ("version", "schema_version", "feature_names", "sha256", "size_bytes", "reference_inputs", "reference_outputs", "reference_tolerance_ms", "horizon_s", "trained_at", "metrics", "feature_importances", "feature_means", "feature_stds", "stage_only", "shadow", "history_source", "history_start_at", "history_end_at")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +122,9 @@ class ModelMetadata(_message.Message):
     FEATURE_STDS_FIELD_NUMBER: _ClassVar[int]
     STAGE_ONLY_FIELD_NUMBER: _ClassVar[int]
     SHADOW_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_START_AT_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_END_AT_FIELD_NUMBER: _ClassVar[int]
     version: str
     schema_version: str
     feature_names: _containers.RepeatedScalarFieldContainer[str]
@@ -127,7 +141,10 @@ class ModelMetadata(_message.Message):
     feature_stds: _containers.RepeatedScalarFieldContainer[float]
     stage_only: bool
     shadow: bool
-    def __init__(self, version: _Optional[str] = ..., schema_version: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., reference_inputs: _Optional[_Iterable[float]] = ..., reference_outputs: _Optional[_Iterable[float]] = ..., reference_tolerance_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., trained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., feature_importances: _Optional[_Mapping[str, float]] = ..., feature_means: _Optional[_Iterable[float]] = ..., feature_stds: _Optional[_Iterable[float]] = ..., stage_only: _Optional[bool] = ..., shadow: _Optional[bool] = ...) -> None: ...
+    history_source: HistorySource
+    history_start_at: _timestamp_pb2.Timestamp
+    history_end_at: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[str] = ..., schema_version: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., reference_inputs: _Optional[_Iterable[float]] = ..., reference_outputs: _Optional[_Iterable[float]] = ..., reference_tolerance_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., trained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., feature_importances: _Optional[_Mapping[str, float]] = ..., feature_means: _Optional[_Iterable[float]] = ..., feature_stds: _Optional[_Iterable[float]] = ..., stage_only: _Optional[bool] = ..., shadow: _Optional[bool] = ..., history_source: _Optional[_Union[HistorySource, str]] = ..., history_start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., history_end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PublishModelRequest(_message.Message):
     __slots__ = ("metadata", "chunk")

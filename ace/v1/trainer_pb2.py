@@ -22,36 +22,41 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from ace.v1 import predictor_pb2 as ace_dot_v1_dot_predictor__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61\x63\x65/v1/trainer.proto\x12\x06\x61\x63\x65.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x02\n\x0cTrainRequest\x12,\n\tsynthetic\x18\x01 \x01(\x0b\x32\x17.ace.v1.SyntheticSourceH\x00\x12\x12\n\x08\x63sv_path\x18\x02 \x01(\tH\x00\x12\x33\n\rfeature_store\x18\t \x01(\x0b\x32\x1a.ace.v1.FeatureStoreSourceH\x00\x12\x0f\n\x07publish\x18\x03 \x01(\x08\x12\x14\n\x0cn_estimators\x18\x04 \x01(\r\x12\x11\n\tmax_depth\x18\x05 \x01(\r\x12\x11\n\thorizon_s\x18\x06 \x01(\x01\x12\x14\n\x0cthreshold_ms\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\rB\x08\n\x06source\"Y\n\x0fSyntheticSource\x12\x0c\n\x04seed\x18\x01 \x01(\r\x12\x10\n\x08\x62\x61\x63kends\x18\x02 \x01(\r\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12\x12\n\ninterval_s\x18\x04 \x01(\x01\"(\n\x12\x46\x65\x61tureStoreSource\x12\x12\n\nduration_s\x18\x01 \x01(\x01\"n\n\rTrainProgress\x12!\n\x05stage\x18\x04 \x01(\x0e\x32\x12.ace.v1.TrainStage\x12\x0f\n\x07message\x18\x02 \x01(\t\x12#\n\x06result\x18\x03 \x01(\x0b\x32\x13.ace.v1.TrainResultJ\x04\x08\x01\x10\x02\"\x99\x01\n\x0bTrainResult\x12\x0f\n\x07version\x18\x01 \x01(\t\x12%\n\x07metrics\x18\x02 \x01(\x0b\x32\x14.ace.v1.TrainMetrics\x12\x11\n\tpublished\x18\x03 \x01(\x08\x12\x15\n\rpublish_error\x18\x04 \x01(\t\x12(\n\x08replicas\x18\x05 \x03(\x0b\x32\x16.ace.v1.ReplicaPublish\"C\n\x0eReplicaPublish\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x11\n\tpublished\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\xe5\x01\n\x0cTrainMetrics\x12\x12\n\ntrain_rows\x18\x01 \x01(\r\x12\x11\n\ttest_rows\x18\x02 \x01(\r\x12\x0e\n\x06mae_ms\x18\x03 \x01(\x01\x12\n\n\x02r2\x18\x04 \x01(\x01\x12\x18\n\x10\x62reach_precision\x18\x05 \x01(\x01\x12\x15\n\rbreach_recall\x18\x06 \x01(\x01\x12\x1a\n\x12persistence_mae_ms\x18\x07 \x01(\x01\x12\x1c\n\x14onnx_max_abs_diff_ms\x18\x08 \x01(\x01\x12\x14\n\x0cthreshold_ms\x18\t \x01(\x01\x12\x11\n\thorizon_s\x18\n \x01(\x01\"\x12\n\x10GetStatusRequest\"\x81\x01\n\rTrainerStatus\x12\x10\n\x08training\x18\x01 \x01(\x08\x12(\n\x0blast_result\x18\x02 \x01(\x0b\x32\x13.ace.v1.TrainResult\x12\x34\n\x10last_finished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*|\n\nTrainStage\x12\x1b\n\x17TRAIN_STAGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07HISTORY\x10\x01\x12\x0c\n\x08\x46\x45\x41TURES\x10\x02\x12\x07\n\x03\x46IT\x10\x03\x12\n\n\x06\x45XPORT\x10\x04\x12\n\n\x06VERIFY\x10\x05\x12\x0b\n\x07PUBLISH\x10\x06\x12\x08\n\x04\x44ONE\x10\x07\x32\x7f\n\x07Trainer\x12\x36\n\x05Train\x12\x14.ace.v1.TrainRequest\x1a\x15.ace.v1.TrainProgress0\x01\x12<\n\tGetStatus\x12\x18.ace.v1.GetStatusRequest\x1a\x15.ace.v1.TrainerStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61\x63\x65/v1/trainer.proto\x12\x06\x61\x63\x65.v1\x1a\x16\x61\x63\x65/v1/predictor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x02\n\x0cTrainRequest\x12,\n\tsynthetic\x18\x01 \x01(\x0b\x32\x17.ace.v1.SyntheticSourceH\x00\x12\x12\n\x08\x63sv_path\x18\x02 \x01(\tH\x00\x12\x33\n\rfeature_store\x18\t \x01(\x0b\x32\x1a.ace.v1.FeatureStoreSourceH\x00\x12\x0f\n\x07publish\x18\x03 \x01(\x08\x12\x14\n\x0cn_estimators\x18\x04 \x01(\r\x12\x11\n\tmax_depth\x18\x05 \x01(\r\x12\x11\n\thorizon_s\x18\x06 \x01(\x01\x12\x14\n\x0cthreshold_ms\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\rB\x08\n\x06source\"Y\n\x0fSyntheticSource\x12\x0c\n\x04seed\x18\x01 \x01(\r\x12\x10\n\x08\x62\x61\x63kends\x18\x02 \x01(\r\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12\x12\n\ninterval_s\x18\x04 \x01(\x01\"(\n\x12\x46\x65\x61tureStoreSource\x12\x12\n\nduration_s\x18\x01 \x01(\x01\"n\n\rTrainProgress\x12!\n\x05stage\x18\x04 \x01(\x0e\x32\x12.ace.v1.TrainStage\x12\x0f\n\x07message\x18\x02 \x01(\t\x12#\n\x06result\x18\x03 \x01(\x0b\x32\x13.ace.v1.TrainResultJ\x04\x08\x01\x10\x02\"\xaa\x02\n\x0bTrainResult\x12\x0f\n\x07version\x18\x01 \x01(\t\x12%\n\x07metrics\x18\x02 \x01(\x0b\x32\x14.ace.v1.TrainMetrics\x12\x11\n\tpublished\x18\x03 \x01(\x08\x12\x15\n\rpublish_error\x18\x04 \x01(\t\x12(\n\x08replicas\x18\x05 \x03(\x0b\x32\x16.ace.v1.ReplicaPublish\x12%\n\x07trigger\x18\x06 \x01(\x0e\x32\x14.ace.v1.TrainTrigger\x12\x34\n\x10history_start_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0ehistory_end_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x0eReplicaPublish\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x11\n\tpublished\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\xe5\x01\n\x0cTrainMetrics\x12\x12\n\ntrain_rows\x18\x01 \x01(\r\x12\x11\n\ttest_rows\x18\x02 \x01(\r\x12\x0e\n\x06mae_ms\x18\x03 \x01(\x01\x12\n\n\x02r2\x18\x04 \x01(\x01\x12\x18\n\x10\x62reach_precision\x18\x05 \x01(\x01\x12\x15\n\rbreach_recall\x18\x06 \x01(\x01\x12\x1a\n\x12persistence_mae_ms\x18\x07 \x01(\x01\x12\x1c\n\x14onnx_max_abs_diff_ms\x18\x08 \x01(\x01\x12\x14\n\x0cthreshold_ms\x18\t \x01(\x01\x12\x11\n\thorizon_s\x18\n \x01(\x01\"\x12\n\x10GetStatusRequest\"\xa9\x01\n\rTrainerStatus\x12\x10\n\x08training\x18\x01 \x01(\x08\x12(\n\x0blast_result\x18\x02 \x01(\x0b\x32\x13.ace.v1.TrainResult\x12\x34\n\x10last_finished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07retrain\x18\x04 \x01(\x0b\x32\x15.ace.v1.RetrainStatus\"\xc2\x01\n\rRetrainStatus\x12\x12\n\nauto_train\x18\x01 \x01(\x08\x12\x10\n\x08on_drift\x18\x02 \x01(\x08\x12\x13\n\x0bwaiting_for\x18\x03 \x01(\t\x12/\n\x0bnext_due_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07started\x18\x05 \x01(\r\x12\x34\n\x15\x61\x63tive_history_source\x18\x06 \x01(\x0e\x32\x15.ace.v1.HistorySource*|\n\nTrainStage\x12\x1b\n\x17TRAIN_STAGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07HISTORY\x10\x01\x12\x0c\n\x08\x46\x45\x41TURES\x10\x02\x12\x07\n\x03\x46IT\x10\x03\x12\n\n\x06\x45XPORT\x10\x04\x12\n\n\x06VERIFY\x10\x05\x12\x0b\n\x07PUBLISH\x10\x06\x12\x08\n\x04\x44ONE\x10\x07*j\n\x0cTrainTrigger\x12\x1d\n\x19TRAIN_TRIGGER_UNSPECIFIED\x10\x00\x12\x0c\n\x08OPERATOR\x10\x01\x12\x0f\n\x0b\x46LEET_FIRST\x10\x02\x12\x11\n\rFLEET_REFRESH\x10\x03\x12\t\n\x05\x44RIFT\x10\x04\x32\x7f\n\x07Trainer\x12\x36\n\x05Train\x12\x14.ace.v1.TrainRequest\x1a\x15.ace.v1.TrainProgress0\x01\x12<\n\tGetStatus\x12\x18.ace.v1.GetStatusRequest\x1a\x15.ace.v1.TrainerStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ace.v1.trainer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRAINSTAGE']._serialized_start=1178
-  _globals['_TRAINSTAGE']._serialized_end=1302
-  _globals['_TRAINREQUEST']._serialized_start=66
-  _globals['_TRAINREQUEST']._serialized_end=322
-  _globals['_SYNTHETICSOURCE']._serialized_start=324
-  _globals['_SYNTHETICSOURCE']._serialized_end=413
-  _globals['_FEATURESTORESOURCE']._serialized_start=415
-  _globals['_FEATURESTORESOURCE']._serialized_end=455
-  _globals['_TRAINPROGRESS']._serialized_start=457
-  _globals['_TRAINPROGRESS']._serialized_end=567
-  _globals['_TRAINRESULT']._serialized_start=570
-  _globals['_TRAINRESULT']._serialized_end=723
-  _globals['_REPLICAPUBLISH']._serialized_start=725
-  _globals['_REPLICAPUBLISH']._serialized_end=792
-  _globals['_TRAINMETRICS']._serialized_start=795
-  _globals['_TRAINMETRICS']._serialized_end=1024
-  _globals['_GETSTATUSREQUEST']._serialized_start=1026
-  _globals['_GETSTATUSREQUEST']._serialized_end=1044
-  _globals['_TRAINERSTATUS']._serialized_start=1047
-  _globals['_TRAINERSTATUS']._serialized_end=1176
-  _globals['_TRAINER']._serialized_start=1304
-  _globals['_TRAINER']._serialized_end=1431
+  _globals['_TRAINSTAGE']._serialized_start=1584
+  _globals['_TRAINSTAGE']._serialized_end=1708
+  _globals['_TRAINTRIGGER']._serialized_start=1710
+  _globals['_TRAINTRIGGER']._serialized_end=1816
+  _globals['_TRAINREQUEST']._serialized_start=90
+  _globals['_TRAINREQUEST']._serialized_end=346
+  _globals['_SYNTHETICSOURCE']._serialized_start=348
+  _globals['_SYNTHETICSOURCE']._serialized_end=437
+  _globals['_FEATURESTORESOURCE']._serialized_start=439
+  _globals['_FEATURESTORESOURCE']._serialized_end=479
+  _globals['_TRAINPROGRESS']._serialized_start=481
+  _globals['_TRAINPROGRESS']._serialized_end=591
+  _globals['_TRAINRESULT']._serialized_start=594
+  _globals['_TRAINRESULT']._serialized_end=892
+  _globals['_REPLICAPUBLISH']._serialized_start=894
+  _globals['_REPLICAPUBLISH']._serialized_end=961
+  _globals['_TRAINMETRICS']._serialized_start=964
+  _globals['_TRAINMETRICS']._serialized_end=1193
+  _globals['_GETSTATUSREQUEST']._serialized_start=1195
+  _globals['_GETSTATUSREQUEST']._serialized_end=1213
+  _globals['_TRAINERSTATUS']._serialized_start=1216
+  _globals['_TRAINERSTATUS']._serialized_end=1385
+  _globals['_RETRAINSTATUS']._serialized_start=1388
+  _globals['_RETRAINSTATUS']._serialized_end=1582
+  _globals['_TRAINER']._serialized_start=1818
+  _globals['_TRAINER']._serialized_end=1945
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from ace.v1 import predictor_pb2 as _predictor_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -20,6 +21,14 @@ class TrainStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERIFY: _ClassVar[TrainStage]
     PUBLISH: _ClassVar[TrainStage]
     DONE: _ClassVar[TrainStage]
+
+class TrainTrigger(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAIN_TRIGGER_UNSPECIFIED: _ClassVar[TrainTrigger]
+    OPERATOR: _ClassVar[TrainTrigger]
+    FLEET_FIRST: _ClassVar[TrainTrigger]
+    FLEET_REFRESH: _ClassVar[TrainTrigger]
+    DRIFT: _ClassVar[TrainTrigger]
 TRAIN_STAGE_UNSPECIFIED: TrainStage
 HISTORY: TrainStage
 FEATURES: TrainStage
@@ -28,6 +37,11 @@ EXPORT: TrainStage
 VERIFY: TrainStage
 PUBLISH: TrainStage
 DONE: TrainStage
+TRAIN_TRIGGER_UNSPECIFIED: TrainTrigger
+OPERATOR: TrainTrigger
+FLEET_FIRST: TrainTrigger
+FLEET_REFRESH: TrainTrigger
+DRIFT: TrainTrigger
 
 class TrainRequest(_message.Message):
     __slots__ = ("synthetic", "csv_path", "feature_store", "publish", "n_estimators", "max_depth", "horizon_s", "threshold_ms", "seed")
@@ -80,18 +94,24 @@ class TrainProgress(_message.Message):
     def __init__(self, stage: _Optional[_Union[TrainStage, str]] = ..., message: _Optional[str] = ..., result: _Optional[_Union[TrainResult, _Mapping]] = ...) -> None: ...
 
 class TrainResult(_message.Message):
-    __slots__ = ("version", "metrics", "published", "publish_error", "replicas")
+    __slots__ = ("version", "metrics", "published", "publish_error", "replicas", "trigger", "history_start_at", "history_end_at")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_ERROR_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_START_AT_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_END_AT_FIELD_NUMBER: _ClassVar[int]
     version: str
     metrics: TrainMetrics
     published: bool
     publish_error: str
     replicas: _containers.RepeatedCompositeFieldContainer[ReplicaPublish]
-    def __init__(self, version: _Optional[str] = ..., metrics: _Optional[_Union[TrainMetrics, _Mapping]] = ..., published: _Optional[bool] = ..., publish_error: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaPublish, _Mapping]]] = ...) -> None: ...
+    trigger: TrainTrigger
+    history_start_at: _timestamp_pb2.Timestamp
+    history_end_at: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[str] = ..., metrics: _Optional[_Union[TrainMetrics, _Mapping]] = ..., published: _Optional[bool] = ..., publish_error: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaPublish, _Mapping]]] = ..., trigger: _Optional[_Union[TrainTrigger, str]] = ..., history_start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., history_end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReplicaPublish(_message.Message):
     __slots__ = ("address", "published", "error")
@@ -132,11 +152,29 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TrainerStatus(_message.Message):
-    __slots__ = ("training", "last_result", "last_finished_at")
+    __slots__ = ("training", "last_result", "last_finished_at", "retrain")
     TRAINING_FIELD_NUMBER: _ClassVar[int]
     LAST_RESULT_FIELD_NUMBER: _ClassVar[int]
     LAST_FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    RETRAIN_FIELD_NUMBER: _ClassVar[int]
     training: bool
     last_result: TrainResult
     last_finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, training: _Optional[bool] = ..., last_result: _Optional[_Union[TrainResult, _Mapping]] = ..., last_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    retrain: RetrainStatus
+    def __init__(self, training: _Optional[bool] = ..., last_result: _Optional[_Union[TrainResult, _Mapping]] = ..., last_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retrain: _Optional[_Union[RetrainStatus, _Mapping]] = ...) -> None: ...
+
+class RetrainStatus(_message.Message):
+    __slots__ = ("auto_train", "on_drift", "waiting_for", "next_due_at", "started", "active_history_source")
+    AUTO_TRAIN_FIELD_NUMBER: _ClassVar[int]
+    ON_DRIFT_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_HISTORY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    auto_train: bool
+    on_drift: bool
+    waiting_for: str
+    next_due_at: _timestamp_pb2.Timestamp
+    started: int
+    active_history_source: _predictor_pb2.HistorySource
+    def __init__(self, auto_train: _Optional[bool] = ..., on_drift: _Optional[bool] = ..., waiting_for: _Optional[str] = ..., next_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[int] = ..., active_history_source: _Optional[_Union[_predictor_pb2.HistorySource, str]] = ...) -> None: ...

@@ -151,34 +151,58 @@ def utilisation(
     return np.asarray(np.maximum(util, 0.0), dtype=np.float64)
 
 
-def random_history(seed: int, n_backends: int = 6, duration_s: float = 6 * 3600.0, interval_s: float = 10.0) -> History:
-    """A fleet with varied capacities and random spikes, about one an hour
-    per backend; some peak below capacity (ramps that do not breach),
-    which keeps a forecaster honest about false alarms."""
+@dataclass(frozen=True)
+class FleetShape:
+    """The ranges random_history draws a fleet from: uniform (low, high)
+    pairs, and exponential means for the time to a backend's first spike
+    and between its spikes. The defaults are the fleet the trainer's
+    synthetic source makes."""
+
+    capacity_rps: tuple[float, float] = (40.0, 200.0)
+    base_latency_ms: tuple[float, float] = (50.0, 90.0)
+    base_utilisation: tuple[float, float] = (0.3, 0.55)
+    first_spike_mean_s: float = 1200.0
+    ramp_up_s: tuple[float, float] = (120.0, 480.0)
+    hold_s: tuple[float, float] = (60.0, 300.0)
+    ramp_down_s: tuple[float, float] = (120.0, 420.0)
+    peak_utilisation: tuple[float, float] = (0.7, 1.2)
+    spike_gap_mean_s: float = 3600.0
+
+
+def random_history(
+    seed: int,
+    n_backends: int = 6,
+    duration_s: float = 6 * 3600.0,
+    interval_s: float = 10.0,
+    shape: FleetShape = FleetShape(),
+) -> History:
+    """A fleet with varied capacities and random spikes, by default about
+    one an hour per backend; some peak below capacity (ramps that do not
+    breach), which keeps a forecaster honest about false alarms."""
     rng = np.random.default_rng(seed)
     backends = [
         Backend(
             backend_id=f"backend-{i:02d}",
-            capacity_rps=float(rng.uniform(40, 200)),
-            base_latency_ms=float(rng.uniform(50, 90)),
-            base_utilisation=float(rng.uniform(0.3, 0.55)),
+            capacity_rps=float(rng.uniform(*shape.capacity_rps)),
+            base_latency_ms=float(rng.uniform(*shape.base_latency_ms)),
+            base_utilisation=float(rng.uniform(*shape.base_utilisation)),
         )
         for i in range(n_backends)
     ]
     spikes: dict[str, list[Spike]] = {}
     for backend in backends:
-        t = float(rng.exponential(1200.0))
+        t = float(rng.exponential(shape.first_spike_mean_s))
         own: list[Spike] = []
         while t < duration_s:
             spike = Spike(
                 start_s=t,
-                ramp_up_s=float(rng.uniform(120, 480)),
-                hold_s=float(rng.uniform(60, 300)),
-                ramp_down_s=float(rng.uniform(120, 420)),
-                peak_utilisation=float(rng.uniform(0.7, 1.2)),
+                ramp_up_s=float(rng.uniform(*shape.ramp_up_s)),
+                hold_s=float(rng.uniform(*shape.hold_s)),
+                ramp_down_s=float(rng.uniform(*shape.ramp_down_s)),
+                peak_utilisation=float(rng.uniform(*shape.peak_utilisation)),
             )
             own.append(spike)
-            t = spike.end_s + float(rng.exponential(3600.0))
+            t = spike.end_s + float(rng.exponential(shape.spike_gap_mean_s))
         spikes[backend.backend_id] = own
     return simulate(backends, spikes, duration_s=duration_s, interval_s=interval_s, seed=seed + 1)
 

@@ -44,6 +44,11 @@ class ModelMeta:
     feature_stds: tuple[float, ...] = ()
     stage_only: bool = False
     shadow: bool = False  # publish as the candidate, not active
+    # Passed through for operators and the trainer: the ace.v1.HistorySource
+    # name ("" when unsaid) and the event time its history spans (0: unsaid).
+    history_source: str = ""
+    history_start_at: float = 0.0
+    history_end_at: float = 0.0
 
 
 class LoadedModel:

@@ -252,6 +252,7 @@ class Registry:
                 size_bytes=meta.size_bytes,
                 stage_only=meta.stage_only,
                 shadow=meta.shadow,
+                history_source=meta.history_source or "unsaid",
             )
             replaced = self.active
             if meta.stage_only:

@@ -34,6 +34,19 @@ SERVICE_NAME: str = predictor_pb2.DESCRIPTOR.services_by_name["Predictor"].full_
 MAX_RECEIVE_BYTES = 8 * MIB
 
 
+# By name, which is how meta.json keeps them: readable, and a number
+# renumbered by mistake would not silently change what a stored version says.
+HISTORY_SOURCES = {
+    predictor_pb2.HistorySource.Name(number): number
+    for number in (
+        predictor_pb2.HISTORY_SOURCE_SYNTHETIC,
+        predictor_pb2.HISTORY_SOURCE_CSV,
+        predictor_pb2.HISTORY_SOURCE_FLEET,
+    )
+}
+HISTORY_SOURCE_NAMES = {number: name for name, number in HISTORY_SOURCES.items()}
+
+
 def meta_from_proto(m: predictor_pb2.ModelMetadata) -> ModelMeta:
     return ModelMeta(
         version=m.version,
@@ -52,6 +65,10 @@ def meta_from_proto(m: predictor_pb2.ModelMetadata) -> ModelMeta:
         feature_stds=tuple(m.feature_stds),
         stage_only=m.stage_only,
         shadow=m.shadow,
+        # A number this predictor does not know (a newer trainer's) is unsaid.
+        history_source=HISTORY_SOURCE_NAMES.get(m.history_source, ""),
+        history_start_at=to_seconds(m.history_start_at) if m.HasField("history_start_at") else 0.0,
+        history_end_at=to_seconds(m.history_end_at) if m.HasField("history_end_at") else 0.0,
     )
 
 
@@ -73,6 +90,12 @@ def meta_to_proto(meta: ModelMeta) -> predictor_pb2.ModelMetadata:
         shadow=meta.shadow,
     )
     set_timestamp(m.trained_at, meta.trained_at)
+    if meta.history_source:
+        m.history_source = HISTORY_SOURCES[meta.history_source]
+    if meta.history_start_at:
+        set_timestamp(m.history_start_at, meta.history_start_at)
+    if meta.history_end_at:
+        set_timestamp(m.history_end_at, meta.history_end_at)
     return m
 
 

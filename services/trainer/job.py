@@ -1,10 +1,15 @@
 """A training from request values to a result: the checks and defaults of a
 request, where its history comes from, and the one-at-a-time run that
 reports each stage as it finishes. Plain values only; publishing enters as a
-function so that this module needs no gRPC."""
+function so that this module needs no gRPC.
+
+ShortHistory, a FailedPrecondition, says how much event time a feature-store
+history covers when a training asked for more (FeatureStoreSource.min_span_s),
+so that the trainer's own retraining knows when to look again."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import stat
@@ -22,7 +27,7 @@ from services.common.telemetry import Point, read_csv
 from services.common.timeutil import iso
 from services.common.window import WindowLimits
 from services.trainer import dataset, train
-from services.trainer.train import TrainedModel, TrainParams
+from services.trainer.train import HistorySource, Provenance, TrainedModel, TrainParams
 
 _log = structlog.get_logger("trainer")
 
@@ -67,6 +72,26 @@ class FeatureStoreSource:
     """The history the feature store recorded, read through its ReadHistory."""
 
     duration_s: float = 0.0  # the newest seconds of event time; 0: all it holds
+    # Refuse (ShortHistory) a history whose points cover less event time.
+    min_span_s: float = 0.0
+
+
+class ShortHistory(FailedPrecondition):
+    def __init__(self, covered_s: float, needed_s: float) -> None:
+        super().__init__(
+            f"feature_store: the history covers {covered_s:.0f} s of event time; this training needs {needed_s:.0f} s"
+        )
+        self.covered_s = covered_s
+        self.needed_s = needed_s
+
+
+class Trigger(enum.Enum):
+    """What started a training (ace.v1.TrainTrigger says when each applies)."""
+
+    OPERATOR = enum.auto()
+    FLEET_FIRST = enum.auto()
+    FLEET_REFRESH = enum.auto()
+    DRIFT = enum.auto()
 
 
 Source = SyntheticSource | CsvSource | FeatureStoreSource
@@ -115,6 +140,7 @@ class Result:
     publish_error: str
     train_s: float  # wall time from reading the history to a verified model
     replicas: tuple[ReplicaOutcome, ...] = ()
+    trigger: Trigger = Trigger.OPERATOR
 
 
 @dataclass(frozen=True)
@@ -249,8 +275,10 @@ def load_history(source: Source, data_dir: Path | None = None) -> list[Point]:
 
 # How a training can end: trained (publishing not asked for), published,
 # publish_failed (trained, refused or unreachable predictor), failed (bad
-# input or an error on the way) or cancelled (the caller went away).
-OUTCOMES = ("trained", "published", "publish_failed", "failed", "cancelled")
+# input or an error on the way), cancelled (the caller went away) or
+# short_history (a feature-store history shorter than min_span_s: an
+# auto-training's look before there is enough, which is no failure).
+OUTCOMES = ("trained", "published", "publish_failed", "failed", "cancelled", "short_history")
 
 
 class Trainer:
@@ -286,10 +314,12 @@ class Trainer:
         with self._guard:
             return Status(self._running.locked(), self._last_result, self._last_finished_at)
 
-    def run(self, job: Job, publisher: Publisher | None = None) -> Generator[Progress, None, None]:
+    def run(
+        self, job: Job, publisher: Publisher | None = None, trigger: Trigger = Trigger.OPERATOR
+    ) -> Generator[Progress, None, None]:
         """The steps of one training, each yielded once finished; `publisher`
-        replaces the trainer's own for this job (a drift retrain publishes
-        as a shadow).
+        replaces the trainer's own for this job (a retrain the trainer starts
+        itself publishes as a shadow).
         FailedPrecondition when another training runs. The trainer is free
         again before the last step, "done", is yielded, so a client that has
         read it can start the next training at once."""
@@ -298,8 +328,12 @@ class Trainer:
         started = time.perf_counter()
         outcome = "failed"
         try:
-            result = yield from self._steps(job, publisher or self._publisher)
+            result = yield from self._steps(job, publisher or self._publisher, trigger)
             outcome = "published" if result.published else "publish_failed" if job.publish else "trained"
+        except ShortHistory as exc:
+            outcome = "short_history"
+            _log.info("training_deferred", reason=str(exc))
+            raise
         except AceError as exc:
             _log.warning("training_failed", reason=str(exc))
             raise
@@ -312,10 +346,11 @@ class Trainer:
             self._on_finished(outcome, time.perf_counter() - started)
         yield Progress(Stage.DONE, f"version {result.model.version}", result)
 
-    def _steps(self, job: Job, publisher: Publisher) -> Generator[Progress, None, Result]:
+    def _steps(self, job: Job, publisher: Publisher, trigger: Trigger) -> Generator[Progress, None, Result]:
         params = job.params
         _log.info(
             "training_started",
+            trigger=trigger.name.lower(),
             source=describe(job.source),
             publish=job.publish,
             n_estimators=params.n_estimators,
@@ -327,6 +362,9 @@ class Trainer:
         started = time.perf_counter()
         points = self._load(job.source)
         backends = len({p.backend_id for p in points})
+        history = provenance_of(job.source, points)
+        if isinstance(job.source, FeatureStoreSource) and history.end_at - history.start_at < job.source.min_span_s:
+            raise ShortHistory(history.end_at - history.start_at, job.source.min_span_s)
         yield Progress(Stage.HISTORY, f"{len(points)} points of {backends} backends from {describe(job.source)}")
 
         data = dataset.build(points, params.horizon_s, self._limits)
@@ -350,7 +388,7 @@ class Trainer:
         onnx_bytes = train.export(fitted)
         yield Progress(Stage.EXPORT, f"ONNX model of {len(onnx_bytes)} bytes")
 
-        model = train.verify(data, fitted, onnx_bytes, params, self._now())
+        model = dataclasses.replace(train.verify(data, fitted, onnx_bytes, params, self._now()), provenance=history)
         train_s = time.perf_counter() - started
         m = model.metrics
         _log.info("training_finished", version=model.version, train_s=round(train_s, 3), **m.as_map())
@@ -382,11 +420,28 @@ class Trainer:
             publish_error=outcome.error,
             train_s=train_s,
             replicas=outcome.replicas,
+            trigger=trigger,
         )
         with self._guard:
             self._last_result = result
             self._last_finished_at = self._now()
         return result
+
+
+def provenance_of(source: Source, points: list[Point]) -> Provenance:
+    """The source's kind and the event time its points span (0 to 0 for
+    none)."""
+    kind = (
+        HistorySource.FLEET
+        if isinstance(source, FeatureStoreSource)
+        else HistorySource.CSV
+        if isinstance(source, CsvSource)
+        else HistorySource.SYNTHETIC
+    )
+    if not points:
+        return Provenance(kind, 0.0, 0.0)
+    times = [p.observed_at for p in points]
+    return Provenance(kind, min(times), max(times))
 
 
 def describe(source: Source) -> str:

@@ -1,10 +1,11 @@
 """The trainer's Prometheus metrics: trainings by how they ended and how long
-they took (counted as they end), and the held-out figures of the last one
-(read from the trainer at scrape time)."""
+they took (counted as they end), the held-out figures of the last one (read
+from the trainer at scrape time), and whether the active version learnt the
+fleet (read from the retrain watcher)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -12,6 +13,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from services.trainer.job import OUTCOMES, Trainer
+from services.trainer.train import HistorySource
+from services.trainer.watcher import WatcherStatus
 
 # A training takes seconds (synthetic history) to minutes (a week of history).
 DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -22,7 +25,8 @@ class TrainingMetrics:
         trainings = Counter(
             "ace_trainer_trainings",
             "Trainings by how they ended: trained (publishing not asked for), published, publish_failed, failed "
-            "(bad input or an error on the way) or cancelled (the caller went away).",
+            "(bad input or an error on the way), cancelled (the caller went away) or short_history (an "
+            "auto-training found less fleet history than it needs).",
             ["outcome"],
             registry=registry,
         )
@@ -90,6 +94,33 @@ class LastTrainingCollector(Collector):
             if value is not None:
                 family.add_metric([], value)
             yield family
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class RetrainCollector(Collector):
+    """What the trainer's own retraining sees: whether the predictor's active
+    version learnt this fleet. A synthetic version still active hours after a
+    deploy means auto-training is off or stuck (GetStatus says on what)."""
+
+    def __init__(self, status: Callable[[], WatcherStatus] | None) -> None:
+        self._status = status  # None: no watcher runs (neither --auto-train nor --retrain-on-drift)
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._status() if self._status is not None else None
+        family = GaugeMetricFamily(
+            "ace_trainer_active_learnt_fleet",
+            "1 when the predictor's active version was trained on this fleet's own history, 0 when not (synthetic, "
+            "a CSV file or unsaid); no sample before the trainer's first poll of the predictor, or when it does not "
+            "poll (neither --auto-train nor --retrain-on-drift).",
+            labels=[],
+        )
+        # Declared without a sample until known, so the metric-name check
+        # and a scraper always see it.
+        if status is not None and status.polled:
+            family.add_metric([], int(status.active_source is HistorySource.FLEET))
+        yield family
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

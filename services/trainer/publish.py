@@ -13,9 +13,14 @@ from services.common.timeutil import set_timestamp
 from services.common.tls import PLAINTEXT, Tls
 from services.common.tls import channel as channel_to
 from services.trainer.job import PublishOutcome, ReplicaOutcome
-from services.trainer.train import TrainedModel
+from services.trainer.train import HistorySource, TrainedModel
 
 CHUNK_BYTES = 1 << 20  # the most the contract allows in one chunk message
+HISTORY_SOURCES = {
+    HistorySource.SYNTHETIC: predictor_pb2.HISTORY_SOURCE_SYNTHETIC,
+    HistorySource.CSV: predictor_pb2.HISTORY_SOURCE_CSV,
+    HistorySource.FLEET: predictor_pb2.HISTORY_SOURCE_FLEET,
+}
 
 
 def metadata_of(model: TrainedModel, stage_only: bool = False, shadow: bool = False) -> predictor_pb2.ModelMetadata:
@@ -37,6 +42,11 @@ def metadata_of(model: TrainedModel, stage_only: bool = False, shadow: bool = Fa
         shadow=shadow,
     )
     set_timestamp(metadata.trained_at, model.trained_at)
+    history = model.provenance
+    if history.source is not None:
+        metadata.history_source = HISTORY_SOURCES[history.source]
+        set_timestamp(metadata.history_start_at, history.start_at)
+        set_timestamp(metadata.history_end_at, history.end_at)
     return metadata
 
 

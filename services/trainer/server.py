@@ -17,8 +17,9 @@ from services.common.timeutil import set_timestamp
 from services.trainer import history, job, publish, watcher
 from services.trainer.config import TrainerConfig
 from services.trainer.job import Defaults, HistoryLoader, Result, Trainer
-from services.trainer.metrics import LastTrainingCollector, TrainingMetrics
+from services.trainer.metrics import LastTrainingCollector, RetrainCollector, TrainingMetrics
 from services.trainer.train import TrainedModel
+from services.trainer.watcher import RetrainWatcher, WatcherStatus
 
 SERVICE_NAME: str = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 # Train and GetStatus requests are small (a path, a seed, a few numbers).
@@ -31,6 +32,14 @@ STAGE = {
     job.Stage.VERIFY: trainer_pb2.VERIFY,
     job.Stage.PUBLISH: trainer_pb2.PUBLISH,
     job.Stage.DONE: trainer_pb2.DONE,
+}
+
+
+TRIGGER = {
+    job.Trigger.OPERATOR: trainer_pb2.OPERATOR,
+    job.Trigger.FLEET_FIRST: trainer_pb2.FLEET_FIRST,
+    job.Trigger.FLEET_REFRESH: trainer_pb2.FLEET_REFRESH,
+    job.Trigger.DRIFT: trainer_pb2.DRIFT,
 }
 
 
@@ -48,7 +57,7 @@ def _source(request: trainer_pb2.TrainRequest) -> job.Source | None:
 
 def _result(result: Result) -> trainer_pb2.TrainResult:
     m = result.model.metrics
-    return trainer_pb2.TrainResult(
+    reply = trainer_pb2.TrainResult(
         version=result.model.version,
         metrics=trainer_pb2.TrainMetrics(
             train_rows=m.train_rows,
@@ -67,13 +76,32 @@ def _result(result: Result) -> trainer_pb2.TrainResult:
         replicas=[
             trainer_pb2.ReplicaPublish(address=r.address, published=r.published, error=r.error) for r in result.replicas
         ],
+        trigger=TRIGGER[result.trigger],
     )
+    set_timestamp(reply.history_start_at, result.model.provenance.start_at)
+    set_timestamp(reply.history_end_at, result.model.provenance.end_at)
+    return reply
+
+
+def _retrain_status(status: WatcherStatus) -> trainer_pb2.RetrainStatus:
+    reply = trainer_pb2.RetrainStatus(
+        auto_train=status.auto,
+        on_drift=status.on_drift,
+        waiting_for=status.waiting_for,
+        started=status.started,
+    )
+    if status.active_source is not None:
+        reply.active_history_source = publish.HISTORY_SOURCES[status.active_source]
+    if status.next_due_at is not None:
+        set_timestamp(reply.next_due_at, status.next_due_at)
+    return reply
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
-    def __init__(self, trainer: Trainer, defaults: Defaults) -> None:
+    def __init__(self, trainer: Trainer, defaults: Defaults, retrain: RetrainWatcher | None = None) -> None:
         self._trainer = trainer
         self._defaults = defaults
+        self._retrain = retrain
 
     def Train(
         self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
@@ -107,6 +135,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             reply.last_result.CopyFrom(_result(status.last_result))
         if status.last_finished_at is not None:
             set_timestamp(reply.last_finished_at, status.last_finished_at)
+        if self._retrain is not None:
+            reply.retrain.CopyFrom(_retrain_status(self._retrain.status()))
         return reply
 
 
@@ -156,10 +186,16 @@ def start(
         quality_weight=config.quality_weight,
         on_finished=trainings.finished if trainings is not None else lambda outcome, seconds: None,
     )
+    defaults = Defaults(horizon_s=config.horizon_s, threshold_ms=config.threshold_ms)
+    retrain = (
+        watcher.build(config.retrain, predictor, trainer, lambda m: publisher(m, shadow=True), defaults)
+        if config.retrain.polls
+        else None
+    )
     if setup is not None:
         setup.registry.register(LastTrainingCollector(trainer))
-    defaults = Defaults(horizon_s=config.horizon_s, threshold_ms=config.threshold_ms)
-    servicer = TrainerServicer(trainer, defaults)
+        setup.registry.register(RetrainCollector(retrain.status if retrain is not None else None))
+    servicer = TrainerServicer(trainer, defaults, retrain)
     try:
         running = start_server(
             host=config.host,
@@ -178,6 +214,6 @@ def start(
         raise
     running.on_stop.append(channel.close)
     running.on_stop.append(feature_store_channel.close)
-    if config.retrain.on_drift:
-        watcher.start(running, config.retrain, predictor, trainer, lambda m: publisher(m, shadow=True), defaults)
+    if retrain is not None:
+        watcher.start(running, retrain)
     return running

@@ -19,6 +19,7 @@ breach precision rose from about 0.55 to 0.75, for a recall about 0.05 lower.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import math
 import time
@@ -115,6 +116,26 @@ class Fitted:
     fit_s: float
 
 
+class HistorySource(enum.Enum):
+    """Where a training's history came from (ace.v1.HistorySource)."""
+
+    SYNTHETIC = enum.auto()
+    CSV = enum.auto()
+    FLEET = enum.auto()  # the feature store's record of the fleet's own telemetry
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The history a model learnt from, as the predictor is told it."""
+
+    source: HistorySource | None  # None: not said
+    start_at: float  # event time of its oldest point; 0 when not said
+    end_at: float  # event time of its newest point; 0 when not said
+
+
+UNKNOWN_PROVENANCE = Provenance(None, 0.0, 0.0)
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     """Everything the predictor is sent: the ONNX bytes and their metadata."""
@@ -134,6 +155,8 @@ class TrainedModel:
     feature_means: tuple[float, ...]
     feature_stds: tuple[float, ...]
     fit_s: float  # seconds spent fitting the forest
+    # Set by the training job, which knows the source; verify() does not.
+    provenance: Provenance = UNKNOWN_PROVENANCE
 
     @property
     def size_bytes(self) -> int:

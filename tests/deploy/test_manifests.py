@@ -269,6 +269,15 @@ def test_the_predictor_keeps_versions_per_replica_and_is_found_by_a_headless_ser
     assert trainer_env["ACE_PREDICTOR_PUBLISH_ADDRS"] == f"{headless['metadata']['name']}:{DEFAULT_PORTS['predictor']}"
 
 
+def test_the_trainer_trains_itself_and_the_cronjob_only_by_hand(kind: list[Obj]):
+    (trainer,) = pod_spec(by_kind(kind, "Deployment")["trainer"])["containers"]  # type: ignore[index]
+    env = {e["name"]: e.get("value") for e in trainer["env"]}
+    assert env["ACE_AUTO_TRAIN"] == "true"
+    assert env["ACE_RETRAIN_ON_DRIFT"] == "true"
+    (cron,) = by_kind(kind, "CronJob").values()
+    assert cron["spec"]["suspend"] is True, "a scheduled forced publish would bypass the gate"
+
+
 def test_the_trainer_cronjob_trains_on_the_feature_store_history(kind: list[Obj]):
     (cron,) = by_kind(kind, "CronJob").values()
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"

@@ -19,6 +19,7 @@ printed for the closing note."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -166,8 +167,10 @@ def version_health(health: predictor_pb2.ModelHealth, role: int) -> predictor_pb
     return found[0]
 
 
-@pytest.fixture
-def loop(tmp_path: Path) -> Iterator[Loop]:
+@contextlib.contextmanager
+def running_loop(tmp_path: Path, predictor_args: list[str], trainer_args: list[str]) -> Iterator[Loop]:
+    """The feature store (keeping history), a predictor running its learning
+    loop on it and a trainer, on port 0, each with its extra flags."""
     token = tmp_path / "admin-token"
     admin.write_token(token)
     local = ["--host", "127.0.0.1", "--port", "0"]
@@ -186,36 +189,13 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
                     fs_addr,
                     "--score-interval-s",
                     "0.05",
-                    "--score-window-s",
-                    str(WINDOW_S),
-                    "--gate-min-labels",
-                    str(MIN_LABELS),
+                    *predictor_args,
                 ]
             )
         )
         pr_addr = f"127.0.0.1:{servers['predictor'].port}"
         servers["trainer"] = tr_server.start(
-            tr_config.load(
-                [
-                    *guarded,
-                    "--predictor-addr",
-                    pr_addr,
-                    "--feature-store-addr",
-                    fs_addr,
-                    "--retrain-on-drift",
-                    "true",
-                    # One drift retrain per test: the bad forced version of
-                    # step 4 makes the detector fire again.
-                    "--retrain-min-gap-s",
-                    "600",
-                    "--retrain-history-s",
-                    str(RETRAIN_S),
-                    "--retrain-delay-s",
-                    str(RETRAIN_S),
-                    "--drift-poll-s",
-                    "0.05",
-                ]
-            )
+            tr_config.load([*guarded, "--predictor-addr", pr_addr, "--feature-store-addr", fs_addr, *trainer_args])
         )
         channels = {name: grpc.insecure_channel(f"127.0.0.1:{s.port}") for name, s in servers.items()}
         yield Loop(
@@ -231,6 +211,27 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
         for name in ("trainer", "predictor", "feature_store"):
             if name in servers:
                 servers[name].stop(1)
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> Iterator[Loop]:
+    predictor_args = ["--score-window-s", str(WINDOW_S), "--gate-min-labels", str(MIN_LABELS)]
+    trainer_args = [
+        "--retrain-on-drift",
+        "true",
+        # One drift retrain per test: the bad forced version of step 4
+        # makes the detector fire again.
+        "--retrain-min-gap-s",
+        "600",
+        "--retrain-history-s",
+        str(RETRAIN_S),
+        "--retrain-delay-s",
+        str(RETRAIN_S),
+        "--drift-poll-s",
+        "0.05",
+    ]
+    with running_loop(tmp_path, predictor_args, trainer_args) as running:
+        yield running
 
 
 def test_drift_retrain_promotion_refusal_and_rollback(loop: Loop) -> None:

@@ -357,3 +357,28 @@ def test_swap_under_concurrent_predicts(client: Client, onnx_a: bytes, onnx_b: b
         assert response.model_version in expected
         assert [p.predicted_latency_ms for p in response.predictions] == expected[response.model_version]
     assert client.predict(x).model_version == "v2"
+
+
+def test_the_history_a_version_learnt_from_survives_a_restart(tmp_path: Path, onnx_a: bytes) -> None:
+    fleet = models.make_meta(
+        onnx_a, version="v1", history_source="HISTORY_SOURCE_FLEET", history_start_at=1000.0, history_end_at=8200.0
+    )
+    unknown = models.metadata_proto(models.make_meta(onnx_a, version="v2", stage_only=True))
+    unknown.history_source = 99  # type: ignore[assignment]  # a newer trainer's source
+    with connect(tmp_path) as first:
+        first.publish(fleet, onnx_a)
+        first.predictor.PublishModel(
+            iter(
+                [predictor_pb2.PublishModelRequest(metadata=unknown), predictor_pb2.PublishModelRequest(chunk=onnx_a)]
+            ),
+            timeout=30,
+        )
+    with connect(tmp_path) as second:
+        listed = {
+            m.metadata.version: m.metadata
+            for m in second.predictor.ListModels(predictor_pb2.ListModelsRequest()).models
+        }
+    assert listed["v1"].history_source == predictor_pb2.HISTORY_SOURCE_FLEET
+    assert (listed["v1"].history_start_at.seconds, listed["v1"].history_end_at.seconds) == (1000, 8200)
+    assert listed["v2"].history_source == predictor_pb2.HISTORY_SOURCE_UNSPECIFIED
+    assert not listed["v2"].HasField("history_end_at")

@@ -83,11 +83,14 @@ def test_models_lists_versions_with_their_roles(fleet: Fleet, capsys) -> None:
     code, out, _ = ace(fleet, capsys, "models")
     assert code == 0 and out.startswith("no model versions stored")
     onnx = models.onnx_constant(120.0)
-    requests = models.publish_requests(models.make_meta(onnx, version="v-const"), onnx)
+    requests = models.publish_requests(
+        models.make_meta(onnx, version="v-const", history_source="HISTORY_SOURCE_SYNTHETIC"), onnx
+    )
     predictor_pb2_grpc.PredictorStub(fleet.channels["predictor"]).PublishModel(
         iter(requests), timeout=30, metadata=fleet.admin
     )
     code, out, _ = ace(fleet, capsys, "models")
     assert code == 0
-    assert out.splitlines()[1].split()[:2] == ["v-const", "active"]
+    row = out.splitlines()[1].split()
+    assert row[:2] == ["v-const", "active"] and row[-1] == "synthetic"
     assert "live scores: off (the predictor runs without --feature-store-addr)" in out

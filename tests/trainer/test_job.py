@@ -13,7 +13,7 @@ from services.common.telemetry import Point, write_csv
 from services.common.window import WindowLimits
 from services.trainer import job
 from services.trainer.job import CsvSource, Defaults, Job, PublishOutcome, SyntheticSource, Trainer
-from services.trainer.train import TrainedModel, TrainParams
+from services.trainer.train import HistorySource, Provenance, TrainedModel, TrainParams
 
 DEFAULTS = Defaults(horizon_s=300.0, threshold_ms=250.0)
 
@@ -273,3 +273,34 @@ def test_too_few_rows_fails_and_frees_the_trainer():
 def test_synthetic_history_is_the_seeded_generator():
     source = SyntheticSource(seed=4, backends=2, duration_s=600.0, interval_s=10.0)
     assert job.load_history(source) == synthetic.random_history(4, 2, 600.0, 10.0).points
+
+
+def test_a_run_records_its_trigger_and_the_history_it_learnt_from():
+    trainer = _trainer(_Publisher(PublishOutcome(published=True)))
+    steps = list(trainer.run(_make(SMALL, n_estimators=5), trigger=job.Trigger.FLEET_REFRESH))
+    result = steps[-1].result
+    assert result is not None
+    assert result.trigger is job.Trigger.FLEET_REFRESH
+    points = synthetic.random_history(2, 2, 3600.0, 10.0).points
+    assert result.model.provenance == Provenance(
+        HistorySource.SYNTHETIC, min(p.observed_at for p in points), max(p.observed_at for p in points)
+    )
+
+
+def test_a_feature_store_history_shorter_than_asked_is_a_short_history():
+    points = synthetic.random_history(2, 2, 1800.0, 10.0).points
+    outcomes: list[str] = []
+    trainer = Trainer(
+        limits=WindowLimits(),
+        publisher=_Publisher(PublishOutcome(True)),
+        load=lambda source: points,
+        on_finished=lambda outcome, seconds: outcomes.append(outcome),
+    )
+    with pytest.raises(job.ShortHistory, match="covers 1790 s of event time; this training needs 3600 s") as raised:
+        list(trainer.run(_make(job.FeatureStoreSource(duration_s=7200.0, min_span_s=3600.0))))
+    assert (raised.value.covered_s, raised.value.needed_s) == (1790.0, 3600.0)
+    assert not trainer.status().training
+    steps = list(trainer.run(_make(job.FeatureStoreSource(min_span_s=1790.0), n_estimators=5)))
+    assert steps[-1].result is not None
+    assert steps[-1].result.model.provenance.source is HistorySource.FLEET
+    assert outcomes == ["short_history", "trained"], "a look too early is no failed training"

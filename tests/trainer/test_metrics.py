@@ -1,6 +1,9 @@
-"""The trainer's metrics: how each training ended, and the last held-out figures."""
+"""The trainer's metrics: how each training ended, the last held-out figures,
+and whether the active version learnt the fleet."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -9,7 +12,9 @@ from services.common.errors import InvalidInput
 from services.common.telemetry import Point
 from services.common.window import WindowLimits
 from services.trainer.job import PublishOutcome, Source, SyntheticSource, Trainer, load_history
-from services.trainer.metrics import LastTrainingCollector, TrainingMetrics
+from services.trainer.metrics import LastTrainingCollector, RetrainCollector, TrainingMetrics
+from services.trainer.train import HistorySource
+from services.trainer.watcher import WatcherStatus
 from tests import scrape
 from tests.trainer.test_job import SMALL, _make
 
@@ -49,3 +54,17 @@ def test_trainings_are_counted_by_outcome_and_the_last_figures_exported():
     assert scrape.value(found, "ace_trainer_last_mae_seconds") == pytest.approx(last.model.metrics.mae_ms / 1000)
     assert scrape.value(found, "ace_trainer_last_success_timestamp_seconds") == 1_790_000_000.0
     assert scrape.value(found, "ace_trainer_training_in_progress") == 0
+
+
+def test_whether_the_active_version_learnt_the_fleet_is_a_gauge_once_polled():
+    status = WatcherStatus(
+        auto=True, on_drift=False, waiting_for="", next_due_at=None, started=0, active_source=None, polled=False
+    )
+    registry = CollectorRegistry()
+    registry.register(RetrainCollector(lambda: status))
+    assert scrape.value(scrape.collected(registry), "ace_trainer_active_learnt_fleet") is None
+    (declared,) = RetrainCollector(None).collect()  # no watcher: declared, never a sample
+    assert (declared.name, declared.samples) == ("ace_trainer_active_learnt_fleet", [])
+    for source, learnt in ((HistorySource.SYNTHETIC, 0), (None, 0), (HistorySource.FLEET, 1)):
+        status = dataclasses.replace(status, active_source=source, polled=True)
+        assert scrape.value(scrape.collected(registry), "ace_trainer_active_learnt_fleet") == learnt, source

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import grpc
 import pytest
 
-from ace.v1 import predictor_pb2_grpc
+from ace.v1 import predictor_pb2, predictor_pb2_grpc
 from services.trainer import publish
 from services.trainer.job import PublishOutcome
-from services.trainer.train import TrainedModel
+from services.trainer.train import HistorySource, Provenance, TrainedModel
 from tests.fakes import ADMIN_CALL
 from tests.ports import free_port
 
@@ -84,3 +85,11 @@ def test_a_publish_without_the_admin_token_is_refused(fake_predictor, default_mo
     assert not outcome.published
     assert outcome.error.startswith("UNAUTHENTICATED")
     assert fake.received == []
+
+
+def test_metadata_says_what_history_the_model_learnt_from(default_model: TrainedModel):
+    assert publish.metadata_of(default_model).history_source == predictor_pb2.HISTORY_SOURCE_UNSPECIFIED
+    fleet = dataclasses.replace(default_model, provenance=Provenance(HistorySource.FLEET, 1000.0, 8200.0))
+    metadata = publish.metadata_of(fleet, shadow=True)
+    assert metadata.history_source == predictor_pb2.HISTORY_SOURCE_FLEET
+    assert (metadata.history_start_at.seconds, metadata.history_end_at.seconds) == (1000, 8200)

@@ -103,6 +103,15 @@ def routing_table(t: router_pb2.RoutingTable) -> str:
     return "\n".join(lines)
 
 
+# Whether a version has seen this fleet: a synthetic one is what a first
+# deploy serves until the trainer has learnt the fleet.
+LEARNT_FROM = {
+    predictor_pb2.HISTORY_SOURCE_SYNTHETIC: "synthetic",
+    predictor_pb2.HISTORY_SOURCE_CSV: "csv",
+    predictor_pb2.HISTORY_SOURCE_FLEET: "fleet",
+}
+
+
 def models(listed: predictor_pb2.ListModelsResponse, health: predictor_pb2.ModelHealth | None) -> str:
     live = {v.version: v for v in health.versions} if health is not None and health.enabled else {}
     rows = []
@@ -119,9 +128,10 @@ def models(listed: predictor_pb2.ListModelsResponse, health: predictor_pb2.Model
                 ms(scored.mae_ms) if scored is not None and scored.labels else "-",
                 f"{scored.log_mae:.3f}" if scored is not None and scored.labels else "-",
                 str(scored.labels) if scored is not None else "-",
+                LEARNT_FROM.get(m.history_source, "-"),
             ]
         )
-    header = ["VERSION", "ROLE", "PUBLISHED", "HELD-OUT MAE", "LIVE MAE", "LIVE LOG ERROR", "LABELS"]
+    header = ["VERSION", "ROLE", "PUBLISHED", "HELD-OUT MAE", "LIVE MAE", "LIVE LOG ERROR", "LABELS", "LEARNT FROM"]
     out = [table(header, rows) if rows else "no model versions stored"]
     if health is None:
         out.append("\nlive scores: the predictor did not answer GetModelHealth")
