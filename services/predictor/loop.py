@@ -55,7 +55,7 @@ from services.predictor.gate import GateDecision, GateSettings, Verdict
 from services.predictor.model import LoadedModel
 from services.predictor.registry import Registry, Role
 from services.predictor.scoring import Counts, Forecast, Label, Scorer, Scores, Spacing
-from services.predictor.trust import GATE_OFF, UNSCORED, TrustSettings, TrustVerdict
+from services.predictor.trust import GATE_OFF, UNSCORED, TrustSettings, TrustVerdict, at_promotion
 from services.predictor.trust import judge as judge_trust
 
 _log = structlog.get_logger("loop")
@@ -355,6 +355,8 @@ class Loop:
         if decision.verdict is not Verdict.WAIT:
             self._gated.add(candidate.version)
         if decision.verdict is Verdict.PROMOTE:
+            inherited = at_promotion(self.trust(candidate.version), self.trust(active.version), active.version)
+            self._trust = {**self._trust, candidate.version: inherited}
             # The registry logs model_promoted with the reason. The rollback
             # rule then judges the new pair only on labels after the ones
             # that promoted it: judging those again would merely repeat the

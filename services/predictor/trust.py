@@ -12,7 +12,9 @@ precision of 0.07 (issue 14's measurement). So trust is earned, not given:
     recall >= min_recall.
 
 Until then the router runs its breakers on observed latency and the
-forecast runs in shadow (scored all the same). Evidence can also take trust
+forecast runs in shadow (scored all the same). A candidate promoted over a
+proven version before its own labels judge it inherits that trust
+(at_promotion). Evidence can also take trust
 away: on the same number of labels, a version whose forecast breaches are
 mostly not followed by one (precision under min_precision, including a
 fleet with no breach at all) is UNPROVEN again. While the window holds too
@@ -75,6 +77,8 @@ class TrustSettings:
 class TrustVerdict:
     trust: Trust
     reason: str  # for the logs, health and the router's answers
+    # Whether the labels were enough to judge; False while waiting for them.
+    judged: bool = False
 
     @property
     def proven(self) -> bool:
@@ -108,13 +112,31 @@ def judge(scores: Scores, previous: TrustVerdict, settings: TrustSettings) -> Tr
         # Enough forecast breaches to judge precision, whatever happened.
         precision = s.breach_precision or 0.0
         if precision < settings.min_precision:
-            return TrustVerdict(Trust.UNPROVEN, f"too many forecast breaches not followed by one ({figures}); {bar}")
+            return TrustVerdict(
+                Trust.UNPROVEN, f"too many forecast breaches not followed by one ({figures}); {bar}", judged=True
+            )
     if not enough_labels or s.actual_breaches < settings.min_breaches:
         if previous.trust is Trust.PROVEN:
-            return TrustVerdict(Trust.PROVEN, f"proven; too few labels to judge again ({figures})")
+            # What earned the trust, then what the window holds now.
+            earned = previous.reason.split(";")[0]
+            return TrustVerdict(Trust.PROVEN, f"{earned}; too few labels to judge again ({figures})")
         return TrustVerdict(Trust.UNPROVEN, f"waiting for evidence ({figures}); {bar}")
     recall = s.breach_recall or 0.0
     precision = s.breach_precision or 0.0
     if recall >= settings.min_recall and precision >= settings.min_precision:
-        return TrustVerdict(Trust.PROVEN, f"proven on this fleet ({figures})")
-    return TrustVerdict(Trust.UNPROVEN, f"below the bar ({figures}); {bar}")
+        return TrustVerdict(Trust.PROVEN, f"proven on this fleet ({figures})", judged=True)
+    return TrustVerdict(Trust.UNPROVEN, f"below the bar ({figures}); {bar}", judged=True)
+
+
+def at_promotion(candidate: TrustVerdict, active: TrustVerdict, active_version: str) -> TrustVerdict:
+    """The verdict a candidate starts with as the active version. A
+    candidate the labels have not judged yet inherits a proven active
+    version's trust: the promotion gate found it no worse on the same
+    labels, and a fleet whose quiet spell shows no breach would otherwise
+    fall back to reactive breakers at every retrain. One the labels judged
+    keeps its own verdict; the next ticks judge the inherited one as any."""
+    if candidate.judged or candidate.proven or not active.proven:
+        return candidate
+    return TrustVerdict(
+        Trust.PROVEN, f"inherited at promotion from {active_version}, proven; not yet judged on its own"
+    )

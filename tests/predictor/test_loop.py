@@ -267,3 +267,18 @@ def test_a_version_earns_trust_on_breaches_it_forecast_and_loses_it_on_false_one
 def test_with_the_trust_gate_off_every_version_is_trusted(registry: Registry) -> None:
     loop = make_loop(registry, trust=TrustSettings(enabled=False))
     assert loop.trust("good").proven and loop.trust("unknown").proven
+
+
+def test_a_candidate_promoted_over_a_proven_version_before_it_is_judged_inherits_its_trust(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    publish(registry, "alarmist", 400.0)
+    loop = make_loop(registry, trust=TrustSettings(min_labels=MIN_LABELS, min_breaches=10))
+    traffic = Traffic(loop, registry)
+    traffic.run(20, truth_ms=450.0)
+    assert loop.trust("alarmist").proven
+    # The fleet calms down; a retrained version arrives that forecasts it
+    # well, but no breach has happened since: its labels cannot judge it.
+    publish(registry, "calm", 100.0, shadow=True)
+    traffic.run(MIN_LABELS, truth_ms=100.0)
+    assert registry.active is not None and registry.active.version == "calm"
+    assert loop.trust("calm").proven and "inherited at promotion from alarmist" in loop.trust("calm").reason

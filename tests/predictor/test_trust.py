@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.predictor.scoring import Label, score
-from services.predictor.trust import GATE_OFF, UNSCORED, Trust, TrustSettings, TrustVerdict, judge
+from services.predictor.trust import GATE_OFF, UNSCORED, Trust, TrustSettings, TrustVerdict, at_promotion, judge
 
 THRESHOLD = 300.0
 SETTINGS = TrustSettings(min_labels=100, min_breaches=10, min_precision=0.5, min_recall=0.5)
@@ -76,3 +76,12 @@ def test_with_the_gate_off_every_version_is_proven():
 def test_settings_out_of_range_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         TrustSettings(**{field: value})
+
+
+def test_a_candidate_judged_below_the_bar_does_not_inherit_trust_at_promotion():
+    waiting = verdict(tp=0, fp=0, fn=0, tn=300)
+    below = verdict(tp=2, fp=0, fn=18, tn=180)
+    assert not waiting.judged and below.judged
+    assert at_promotion(waiting, PROVEN, "v1").proven
+    assert not at_promotion(below, PROVEN, "v1").proven
+    assert not at_promotion(waiting, UNSCORED, "v1").proven  # nothing to inherit

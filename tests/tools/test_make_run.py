@@ -77,6 +77,17 @@ def test_the_demo_shows_drift_retrain_promotion_and_rollback_in_order(demo: str)
     assert "REFUSED" not in events, "the retrained candidate beats the model the fleet change made wrong"
     # The rollback names the forced version, the one it restores, and their errors on the same labels.
     assert re.search(r"ROLLED BACK: v2 is active again: roll back v3 to v2: v3 LOG_MAE [\d.]+ .* previous v2", demo)
+    # The promoted v2 inherits v1's trust (no breach since it arrived to judge
+    # it by); the forced v3 never earned any: its forecasts run in shadow.
+    act = demo[demo.index("The learning loop.") :]
+    rows = re.findall(r"^ *\+\d+:\d\d \|.*\| (v\d)$", act, flags=re.MULTILINE)
+    lines = [line for line in act.splitlines() if re.search(r"\| v\d$", line)]
+    after_promotion = act[act.index("PROMOTED") :]
+    v2_rows = [line for line in lines if line.endswith("| v2") and line in after_promotion]
+    v3_rows = [line for line in lines if line.endswith("| v3")]
+    assert rows and v2_rows and v3_rows
+    assert all("~>" not in line for line in v2_rows[:2]), "v2 drives the breakers after its promotion"
+    assert all("~>" in line and "->" not in line for line in v3_rows), "the forced v3 runs in shadow"
 
 
 def test_the_demo_reports_the_error_before_during_and_after(demo: str):
