@@ -85,6 +85,7 @@ def _loop_options(p: argparse.ArgumentParser) -> None:
         ("--feature-drift-threshold", 20.0, "Page-Hinkley lambda of the feature drift detectors"),
         ("--trust-min-precision", 0.5, "breach precision a version needs on this fleet's labels to drive breakers"),
         ("--trust-min-recall", 0.5, "breach recall a version needs on this fleet's labels to drive breakers"),
+        ("--trust-hysteresis", 0.2, "a proven version loses its trust only below the bars x (1 - this)"),
     )
     for flag, default, help in floats:
         env = "ACE_" + flag.removeprefix("--").replace("-", "_").upper()
@@ -132,7 +133,7 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings:
     metrics = {"log_mae": Metric.LOG_MAE, "mae_ms": Metric.MAE_MS}
     require(args.gate_metric in metrics, f"--gate-metric: must be log_mae or mae_ms, got {args.gate_metric!r}")
     require(args.trust_gate in ("on", "off"), f"--trust-gate: must be on or off, got {args.trust_gate!r}")
-    for name in ("trust_min_precision", "trust_min_recall"):
+    for name in ("trust_min_precision", "trust_min_recall", "trust_hysteresis"):
         value = getattr(args, name)
         require(0 <= value <= 1, f"--{name.replace('_', '-')}: must be in [0, 1], got {value!r}")
     for name in ("gate_min_labels", "drift_min_samples", "shadow_queue", "trust_min_labels", "trust_min_breaches"):
@@ -166,6 +167,7 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings:
             min_breaches=args.trust_min_breaches,
             min_precision=args.trust_min_precision,
             min_recall=args.trust_min_recall,
+            hysteresis=args.trust_hysteresis,
         ),
     )
 

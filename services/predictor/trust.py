@@ -62,12 +62,16 @@ class TrustSettings:
     min_breaches: int = 20
     min_precision: float = 0.5
     min_recall: float = 0.5
+    # A proven version loses its trust only below the bars x (1 - this): a
+    # fleet near the bar would otherwise flip between forecast and reactive
+    # breakers every few minutes (tools.stream_fleet showed it at 0.45/0.51).
+    hysteresis: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("min_labels", "min_breaches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
-        for name in ("min_precision", "min_recall"):
+        for name in ("min_precision", "min_recall", "hysteresis"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= 1):
                 raise ValueError(f"{name}: must be in [0, 1], got {value!r}")
@@ -103,15 +107,18 @@ def judge(scores: Scores, previous: TrustVerdict, settings: TrustSettings) -> Tr
         f"{s.labels} labels, {s.actual_breaches} breaches, {s.predicted_breaches} forecast; "
         f"precision {_ratio(s.breach_precision)}, recall {_ratio(s.breach_recall)}"
     )
+    # To keep trust a version needs less than to earn it.
+    keep = 1.0 - settings.hysteresis if previous.proven else 1.0
+    min_precision, min_recall = settings.min_precision * keep, settings.min_recall * keep
     bar = (
-        f"the bar: precision >= {settings.min_precision:g} and recall >= {settings.min_recall:g} "
-        f"on >= {settings.min_labels} labels with >= {settings.min_breaches} breaches"
+        f"the bar{' to stay proven' if previous.proven else ''}: precision >= {min_precision:g} and "
+        f"recall >= {min_recall:g} on >= {settings.min_labels} labels with >= {settings.min_breaches} breaches"
     )
     enough_labels = s.labels >= settings.min_labels
     if enough_labels and s.predicted_breaches >= settings.min_breaches:
         # Enough forecast breaches to judge precision, whatever happened.
         precision = s.breach_precision or 0.0
-        if precision < settings.min_precision:
+        if precision < min_precision:
             return TrustVerdict(
                 Trust.UNPROVEN, f"too many forecast breaches not followed by one ({figures}); {bar}", judged=True
             )
@@ -123,7 +130,7 @@ def judge(scores: Scores, previous: TrustVerdict, settings: TrustSettings) -> Tr
         return TrustVerdict(Trust.UNPROVEN, f"waiting for evidence ({figures}); {bar}")
     recall = s.breach_recall or 0.0
     precision = s.breach_precision or 0.0
-    if recall >= settings.min_recall and precision >= settings.min_precision:
+    if recall >= min_recall and precision >= min_precision:
         return TrustVerdict(Trust.PROVEN, f"proven on this fleet ({figures})", judged=True)
     return TrustVerdict(Trust.UNPROVEN, f"below the bar ({figures}); {bar}", judged=True)
 

@@ -85,3 +85,10 @@ def test_a_candidate_judged_below_the_bar_does_not_inherit_trust_at_promotion():
     assert at_promotion(waiting, PROVEN, "v1").proven
     assert not at_promotion(below, PROVEN, "v1").proven
     assert not at_promotion(waiting, UNSCORED, "v1").proven  # nothing to inherit
+
+
+def test_a_proven_version_keeps_its_trust_a_little_below_the_bar_it_earned_it_at():
+    near = (9, 11, 11, 169)  # precision and recall 0.45: under 0.5, over 0.5 x (1 - 0.2)
+    assert verdict(*near).trust is Trust.UNPROVEN
+    assert verdict(*near, previous=PROVEN).trust is Trust.PROVEN
+    assert verdict(7, 13, 13, 167, previous=PROVEN).trust is Trust.UNPROVEN  # 0.35
