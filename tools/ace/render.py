@@ -129,9 +129,20 @@ def models(listed: predictor_pb2.ListModelsResponse, health: predictor_pb2.Model
                 f"{scored.log_mae:.3f}" if scored is not None and scored.labels else "-",
                 str(scored.labels) if scored is not None else "-",
                 LEARNT_FROM.get(m.history_source, "-"),
+                ("proven" if scored.proven else "unproven") if scored is not None else "-",
             ]
         )
-    header = ["VERSION", "ROLE", "PUBLISHED", "HELD-OUT MAE", "LIVE MAE", "LIVE LOG ERROR", "LABELS", "LEARNT FROM"]
+    header = [
+        "VERSION",
+        "ROLE",
+        "PUBLISHED",
+        "HELD-OUT MAE",
+        "LIVE MAE",
+        "LIVE LOG ERROR",
+        "LABELS",
+        "LEARNT FROM",
+        "TRUST",
+    ]
     out = [table(header, rows) if rows else "no model versions stored"]
     if health is None:
         out.append("\nlive scores: the predictor did not answer GetModelHealth")
