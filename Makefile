@@ -132,7 +132,7 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy, strict on services/
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) ## the fast tests, those not marked slow: the inner loop (about 20 s)
+unit: $(STAMP) ## the fast tests, those not marked slow: the inner loop (about 25 s)
 	$(PY) -m pytest -m "not slow"
 
 slow: $(STAMP) system-packages ## only the tests marked slow: processes, end-to-end runs, hypothesis sweeps, benchmark smoke runs
