@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.fleet import evaluate, generator, relative, score
+from bench.fleet import calibrate, evaluate, generator, relative, score
 from bench.fleet.evaluate import Config, Source
 from bench.fleet.score import Columns
 from bench.foresight import model, realtel
@@ -68,6 +68,8 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
         fleet_models = [model.load(evaluate.train([learnt])) for learnt, _ in pairs]
         own = [(evaluate.forecast("own", m), reported) for m, (_, reported) in zip(fleet_models, pairs, strict=True)]
         own_gated = [(evaluate.gated("own", m), reported) for m, (_, reported) in zip(fleet_models, pairs, strict=True)]
+        scaled = [(calibrate.calibrated("scaled", makeup, learnt), reported) for learnt, reported in pairs]
+        cuts = ", ".join(f"{cut:.0f}" for (_, cut), _ in scaled)
         reported = [r for _, r in pairs]
         out += [
             f"\n### Generated fleet, a point every {interval:g} s ({len(seeds)} seeds, {hours:g} h reported each)\n",
@@ -76,6 +78,8 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
             f"| {gate.name} | {fmt(row([(gate, r) for r in reported]))} |",
             f"| ACE after training on the fleet's own earlier {hours:g} h | {fmt(row(own))} |",
             f"| the same, behind the trust gate | {fmt(row(own_gated))} |",
+            f"| ablation: the `make up` model calibrated on the fleet's earlier {hours:g} h (cut-offs {cuts} ms) | "
+            f"{fmt(row([(c, r) for (c, _), r in scaled]))} |",
             f"| {reactive.name} | {fmt(row([(reactive, r) for r in reported]))} |",
         ]
     return out
