@@ -69,18 +69,20 @@ class FeatureMatrix(_message.Message):
     def __init__(self, backend_ids: _Optional[_Iterable[str]] = ..., schema_version: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., as_of_s: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("model_version", "predictions", "predicted_latency_ms", "model_proven", "trust_reason")
+    __slots__ = ("model_version", "predictions", "predicted_latency_ms", "model_proven", "trust_reason", "forecast_scale")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     MODEL_PROVEN_FIELD_NUMBER: _ClassVar[int]
     TRUST_REASON_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_SCALE_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
     predicted_latency_ms: _containers.RepeatedScalarFieldContainer[float]
     model_proven: bool
     trust_reason: str
-    def __init__(self, model_version: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., predicted_latency_ms: _Optional[_Iterable[float]] = ..., model_proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ...) -> None: ...
+    forecast_scale: float
+    def __init__(self, model_version: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., predicted_latency_ms: _Optional[_Iterable[float]] = ..., model_proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ..., forecast_scale: _Optional[float] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("backend_id", "predicted_latency_ms")
@@ -219,7 +221,7 @@ class ModelHealth(_message.Message):
     def __init__(self, window_s: _Optional[float] = ..., breach_threshold_ms: _Optional[float] = ..., versions: _Optional[_Iterable[_Union[VersionHealth, _Mapping]]] = ..., error_drift: _Optional[_Union[DriftStatus, _Mapping]] = ..., feature_drift: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., last_gate: _Optional[_Union[GateOutcome, _Mapping]] = ..., pending_forecasts: _Optional[int] = ..., unlabelled_forecasts: _Optional[int] = ..., truth_approximate: _Optional[bool] = ..., dropped_shadow_batches: _Optional[int] = ..., enabled: _Optional[bool] = ..., newest_point_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VersionHealth(_message.Message):
-    __slots__ = ("version", "role", "labels", "mae_ms", "log_mae", "breach_precision", "breach_recall", "predicted_breaches", "actual_breaches", "horizon_s", "proven", "trust_reason")
+    __slots__ = ("version", "role", "labels", "mae_ms", "log_mae", "breach_precision", "breach_recall", "predicted_breaches", "actual_breaches", "horizon_s", "proven", "trust_reason", "forecast_scale")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +234,7 @@ class VersionHealth(_message.Message):
     HORIZON_S_FIELD_NUMBER: _ClassVar[int]
     PROVEN_FIELD_NUMBER: _ClassVar[int]
     TRUST_REASON_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_SCALE_FIELD_NUMBER: _ClassVar[int]
     version: str
     role: ModelRole
     labels: int
@@ -244,7 +247,8 @@ class VersionHealth(_message.Message):
     horizon_s: float
     proven: bool
     trust_reason: str
-    def __init__(self, version: _Optional[str] = ..., role: _Optional[_Union[ModelRole, str]] = ..., labels: _Optional[int] = ..., mae_ms: _Optional[float] = ..., log_mae: _Optional[float] = ..., breach_precision: _Optional[float] = ..., breach_recall: _Optional[float] = ..., predicted_breaches: _Optional[int] = ..., actual_breaches: _Optional[int] = ..., horizon_s: _Optional[float] = ..., proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ...) -> None: ...
+    forecast_scale: float
+    def __init__(self, version: _Optional[str] = ..., role: _Optional[_Union[ModelRole, str]] = ..., labels: _Optional[int] = ..., mae_ms: _Optional[float] = ..., log_mae: _Optional[float] = ..., breach_precision: _Optional[float] = ..., breach_recall: _Optional[float] = ..., predicted_breaches: _Optional[int] = ..., actual_breaches: _Optional[int] = ..., horizon_s: _Optional[float] = ..., proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ..., forecast_scale: _Optional[float] = ...) -> None: ...
 
 class DriftStatus(_message.Message):
     __slots__ = ("samples", "mean", "statistic", "threshold", "fires", "last_fired_at")

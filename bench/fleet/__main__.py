@@ -63,6 +63,7 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
     reactive = evaluate.reactive()
     shipped = evaluate.forecast("ACE as `make up` starts it (model trained on synthetic history)", makeup)
     gate = evaluate.gated("ACE as it is: the `make up` model behind the trust gate", makeup)
+    uncalibrated = evaluate.gated("ablation: the same without calibration", makeup, calibrate=False)
     for interval in INTERVALS:
         pairs = [halves(seed, interval, hours) for seed in seeds]
         fleet_models = [model.load(evaluate.train([learnt])) for learnt, _ in pairs]
@@ -76,6 +77,7 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
             HEADER,
             f"| {shipped.name} | {fmt(row([(shipped, r) for r in reported]))} |",
             f"| {gate.name} | {fmt(row([(gate, r) for r in reported]))} |",
+            f"| {uncalibrated.name} | {fmt(row([(uncalibrated, r) for r in reported]))} |",
             f"| ACE after training on the fleet's own earlier {hours:g} h | {fmt(row(own))} |",
             f"| the same, behind the trust gate | {fmt(row(own_gated))} |",
             f"| ablation: the `make up` model calibrated on the fleet's earlier {hours:g} h (cut-offs {cuts} ms) | "

@@ -7,12 +7,13 @@ breaches three times as often as they come. Calibration here is the least
 that could fix the scale: one cut-off per model and fleet. On the fleet's
 own earlier history (never the reported part) the model's forecasts are
 paired with their labels (the worst latency in the next horizon, as the
-predictor's Scorer labels them), and the cut-off is the lowest forecast c
-at which the forecasts at or over c were followed by a breach at least
-TARGET_PRECISION of the time. ScaledRouter then multiplies every forecast
+predictor's Scorer labels them), and the cut-off is
+services.predictor.calibration's: the lowest forecast c at which the
+forecasts at or over c were followed by a breach at least 80% of the time. ScaledRouter then multiplies every forecast
 by threshold / c, so the router's breaker, unchanged, opens where the
 forecast reaches c. With no such c (the model never reaches the target),
-the cut-off is the one with the best precision."""
+the cut-off is the one with the best precision. This fits once, on earlier
+history; GatedRouter(calibrate=True) fits as the predictor does, online."""
 
 from __future__ import annotations
 
@@ -24,14 +25,10 @@ from bench.fleet.evaluate import HORIZON_S, THRESHOLD_MS, Config, Floats, Source
 from bench.foresight import realtel
 from bench.foresight.routers import AceRouter
 from bench.foresight.sim import Telemetry
+from services.predictor.calibration import cutoff
 from services.predictor.model import LoadedModel
 from services.router.policy import Settings
 from services.router.table import Update
-
-# Issue 14's precision target for the model that has learnt the fleet.
-TARGET_PRECISION = 0.8
-# Fewest forecasts over a cut-off for its precision to count.
-MIN_OVER = 20
 
 
 class Recorder(AceRouter):
@@ -62,23 +59,6 @@ def pairs(loaded: LoadedModel, source: Source) -> tuple[Floats, Floats]:
     return forecasts[keep], labels[keep]
 
 
-def cutoff(forecasts: Floats, labels: Floats, threshold_ms: float = THRESHOLD_MS) -> float:
-    """The lowest forecast at which the forecasts at or over it reach
-    TARGET_PRECISION (at least MIN_OVER of them); else the most precise."""
-    order = np.argsort(-forecasts)
-    f, hit = forecasts[order], labels[order] >= threshold_ms
-    # Precision of "forecast >= f[k]" for each k, from the top down.
-    precision = np.cumsum(hit) / np.arange(1, len(f) + 1)
-    counted = np.arange(1, len(f) + 1) >= MIN_OVER
-    good = np.flatnonzero(counted & (precision >= TARGET_PRECISION))
-    if len(good):
-        return float(f[good[-1]])
-    candidates = np.flatnonzero(counted)
-    if not len(candidates):
-        return threshold_ms
-    return float(f[candidates[np.argmax(precision[candidates])]])
-
-
 class ScaledRouter(AceRouter):
     def __init__(self, name: str, n: int, settings: Settings, loaded: LoadedModel, scale: float) -> None:
         super().__init__(name, n, settings, loaded)
@@ -94,6 +74,6 @@ class ScaledRouter(AceRouter):
 def calibrated(name: str, loaded: LoadedModel, learnt: Source) -> tuple[Config, float]:
     """A configuration whose forecasts are scaled to the cut-off fitted on
     `learnt`; and the cut-off, in ms."""
-    c = cutoff(*pairs(loaded, learnt))
+    c = cutoff(*pairs(loaded, learnt), THRESHOLD_MS) or THRESHOLD_MS
     scale = THRESHOLD_MS / c
     return Config(name, lambda n: ScaledRouter(name, n, Settings(), loaded, scale)), c

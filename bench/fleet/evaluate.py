@@ -29,8 +29,10 @@ from bench.foresight.routers import AceRouter
 from bench.foresight.sim import Telemetry
 from services.common import synthetic
 from services.common.telemetry import Point
+from services.predictor.calibration import cutoff
 from services.predictor.model import LoadedModel
 from services.predictor.scoring import Forecast, Limits, Scorer
+from services.predictor.scoring import score as score_labels
 from services.predictor.trust import UNSCORED, TrustSettings, TrustVerdict, judge
 from services.router.policy import Settings
 from services.router.table import Update
@@ -153,16 +155,24 @@ JUDGE_EVERY_S = 60.0
 class GatedRouter(AceRouter):
     """ACE as it runs with the predictor's trust gate: every forecast is
     scored against the telemetry that followed (services.predictor.scoring,
-    the predictor's own Scorer and window), the gate's rule
-    (services.predictor.trust.judge) decides whether the model is proven,
-    and the router's breakers run on the forecast only while it is; until
-    then on observed latency, the forecast in shadow."""
+    the predictor's own Scorer and window), with calibrate the forecasts are
+    scaled to the cut-off fitted on those labels as the predictor's loop
+    fits it (services.predictor.calibration), the gate's rule
+    (services.predictor.trust.judge) decides on the scaled forecasts whether
+    the model is proven, and the router's breakers run on the forecast only
+    while it is; until then on observed latency, the forecast in shadow."""
 
     VERSION = "model"
 
-    def __init__(self, name: str, n: int, settings: Settings, loaded: LoadedModel, trust: TrustSettings) -> None:
+    def __init__(
+        self, name: str, n: int, settings: Settings, loaded: LoadedModel, trust: TrustSettings, calibrate: bool = False
+    ) -> None:
         super().__init__(name, n, settings, loaded)
         self.scorer = Scorer(Limits(), threshold_ms=settings.threshold_ms)
+        # With calibrate, forecasts are scaled by threshold / the cut-off
+        # fitted on the labels so far (services.predictor.calibration).
+        self.calibrate = calibrate
+        self.scale = 1.0
         self.trust_settings = trust
         self.verdict: TrustVerdict = UNSCORED
         self.judged_at = -math.inf
@@ -181,17 +191,38 @@ class GatedRouter(AceRouter):
         )
         if at - self.judged_at >= JUDGE_EVERY_S:
             self.judged_at = at
-            self.verdict = judge(self.scorer.scores(self.VERSION), self.verdict, self.trust_settings)
+            scores = self.scorer.scores(self.VERSION)
+            if self.calibrate:
+                labels = self.scorer.labels(self.VERSION)
+                enough = scores.labels >= self.trust_settings.min_labels
+                if enough and scores.actual_breaches >= self.trust_settings.min_breaches:
+                    raw = np.asarray([x.predicted_ms for x in labels])
+                    actual = np.asarray([x.actual_ms for x in labels])
+                    c = cutoff(raw, actual, self.settings.threshold_ms)
+                    if c is not None and c > 0:
+                        self.scale = min(1.0, self.settings.threshold_ms / c)  # as the predictor: only down
+                scaled = [dataclasses.replace(x, predicted_ms=x.predicted_ms * self.scale) for x in labels]
+                scores = score_labels(scaled, self.settings.threshold_ms)
+            self.verdict = judge(scores, self.verdict, self.trust_settings)
             if self.verdict.proven and self.proven_at is None:
                 self.proven_at = at
-        proven = self.verdict.proven
-        return [dataclasses.replace(u, proven=proven) for u in out]
+        proven, k = self.verdict.proven, self.scale
+        return [
+            dataclasses.replace(u, proven=proven, predicted_ms=None if u.predicted_ms is None else u.predicted_ms * k)
+            for u in out
+        ]
 
 
 def gated(
-    name: str, loaded: LoadedModel, settings: Settings | None = None, trust: TrustSettings | None = None
+    name: str,
+    loaded: LoadedModel,
+    settings: Settings | None = None,
+    trust: TrustSettings | None = None,
+    calibrate: bool = True,
 ) -> Config:
-    return Config(name, lambda n: GatedRouter(name, n, settings or Settings(), loaded, trust or TrustSettings()))
+    return Config(
+        name, lambda n: GatedRouter(name, n, settings or Settings(), loaded, trust or TrustSettings(), calibrate)
+    )
 
 
 def run(config: Config, source: Source) -> score.Columns:

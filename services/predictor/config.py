@@ -93,6 +93,14 @@ def _loop_options(p: argparse.ArgumentParser) -> None:
     config.option(p, "--gate-metric", env="ACE_GATE_METRIC", cast=str, default="log_mae", help="log_mae or mae_ms")
     config.option(
         p,
+        "--calibrate",
+        env="ACE_CALIBRATE",
+        cast=str,
+        default="on",
+        help="on: scale each version's forecasts to the cut-off fitted on this fleet's labels; off: serve them raw",
+    )
+    config.option(
+        p,
         "--trust-gate",
         env="ACE_TRUST_GATE",
         cast=str,
@@ -133,6 +141,7 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings:
     metrics = {"log_mae": Metric.LOG_MAE, "mae_ms": Metric.MAE_MS}
     require(args.gate_metric in metrics, f"--gate-metric: must be log_mae or mae_ms, got {args.gate_metric!r}")
     require(args.trust_gate in ("on", "off"), f"--trust-gate: must be on or off, got {args.trust_gate!r}")
+    require(args.calibrate in ("on", "off"), f"--calibrate: must be on or off, got {args.calibrate!r}")
     for name in ("trust_min_precision", "trust_min_recall", "trust_hysteresis"):
         value = getattr(args, name)
         require(0 <= value <= 1, f"--{name.replace('_', '-')}: must be in [0, 1], got {value!r}")
@@ -161,6 +170,7 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings:
             direction=Direction.BOTH,
         ),
         shadow_queue=args.shadow_queue,
+        calibrate=args.calibrate == "on",
         trust=TrustSettings(
             enabled=args.trust_gate == "on",
             min_labels=args.trust_min_labels,

@@ -317,6 +317,11 @@ class Scorer:
         with self._lock:
             return list(self._labels)
 
+    def labels(self, version: str) -> list[Label]:
+        """The version's labels in the score window, oldest first."""
+        with self._lock:
+            return list(self._recent(version).values())
+
     def scores(self, version: str) -> Scores:
         """The version's recent labels, scored; zero labels for a version
         never labelled."""

@@ -161,6 +161,7 @@ def health_to_proto(health: Health | None) -> predictor_pb2.ModelHealth:
             horizon_s=v.horizon_s,
             proven=v.trust.proven,
             trust_reason=v.trust.reason,
+            forecast_scale=v.scale,
         )
     for name, state in health.feature_drift:
         out.feature_drift.add(feature=name, status=_drift_to_proto(state, health.feature_drift_threshold))
@@ -222,20 +223,22 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
             raise FailedPrecondition("no active model")
         vectors = request.vectors
         verdict = self._trust(model.version)
+        scale = self._loop.scale(model.version) if self._loop is not None else 1.0
         response = predictor_pb2.PredictResponse(
-            model_version=model.version, model_proven=verdict.proven, trust_reason=verdict.reason
+            model_version=model.version, model_proven=verdict.proven, trust_reason=verdict.reason, forecast_scale=scale
         )
         if request.HasField("matrix"):
             if vectors:
                 raise InvalidInput("matrix: send vectors or a matrix, not both")
             matrix = request.matrix
             x = model.input_of_matrix(matrix.schema_version, len(matrix.backend_ids), matrix.values)
-            out = model.predict(x).tolist()
-            response.predicted_latency_ms.extend(out)
+            raw = model.predict(x)
+            response.predicted_latency_ms.extend((raw * scale).tolist() if scale != 1.0 else raw.tolist())
             if self._metrics is not None:
-                self._metrics.predicted(len(out))
+                self._metrics.predicted(len(raw))
             if self._loop is not None:
-                self._loop.record(model, matrix.backend_ids, matrix.as_of_s, x, out)
+                # The raw forecasts are scored: calibration is fitted on them.
+                self._loop.record(model, matrix.backend_ids, matrix.as_of_s, x, raw.tolist())
             return response
         x = model.input_of([(v.schema_version, v.values) for v in vectors])
         out = model.predict(x).tolist()
@@ -243,7 +246,7 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
             self._metrics.predicted(len(out))
         add = response.predictions.add
         for v, p in zip(vectors, out, strict=True):
-            add(backend_id=v.backend_id, predicted_latency_ms=p)
+            add(backend_id=v.backend_id, predicted_latency_ms=p * scale)
         if self._loop is not None:
             ids = [v.backend_id for v in vectors]
             self._loop.record(model, ids, [to_seconds(v.as_of) for v in vectors], x, out)

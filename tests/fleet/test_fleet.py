@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.fleet import __main__ as bench_main
-from bench.fleet import calibrate, evaluate, generator, relative, score
+from bench.fleet import evaluate, generator, relative, score
 from bench.foresight import model, realtel
 from bench.foresight.routers import Transition
 
@@ -162,13 +162,3 @@ def test_the_gated_router_runs_reactive_until_the_model_is_proven(makeup):
     realtel.stream(router, source.times, source.load, source.latency_ms, source.error_rate)
     assert router.proven_at is None and not router.verdict.proven
     assert {e.basis.value for e in router.table.entries()} == {"MODEL_UNPROVEN"}
-
-
-def test_the_cut_off_is_the_lowest_forecast_that_reaches_the_precision_target():
-    # Forecasts 1..100 ms; a breach followed every forecast from 60 up, and
-    # one in two from 40 to 59.
-    forecasts = np.arange(1.0, 101.0)
-    labels = np.where(forecasts >= 60, 400.0, np.where((forecasts >= 40) & (forecasts % 2 == 0), 400.0, 100.0))
-    # From 38 up: 41 + 10 hits of 63 forecasts (0.81); from 37 up: 51 of 64 (0.797).
-    assert calibrate.cutoff(forecasts, labels) == 38.0
-    assert calibrate.cutoff(forecasts, np.full_like(forecasts, 100.0)) == 100.0 - calibrate.MIN_OVER + 1

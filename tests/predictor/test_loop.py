@@ -282,3 +282,25 @@ def test_a_candidate_promoted_over_a_proven_version_before_it_is_judged_inherits
     traffic.run(MIN_LABELS, truth_ms=100.0)
     assert registry.active is not None and registry.active.version == "calm"
     assert loop.trust("calm").proven and "inherited at promotion from alarmist" in loop.trust("calm").reason
+
+
+def test_forecasts_are_scaled_to_the_cut_off_fitted_on_the_labels(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    publish(registry, "doubling", 900.0)  # the fleet breaches at 450 ms: twice the truth
+    loop = make_loop(registry, trust=TrustSettings(min_labels=MIN_LABELS, min_breaches=10))
+    traffic = Traffic(loop, registry)
+    traffic.run(5, truth_ms=450.0)
+    assert loop.scale("doubling") == 1.0, "too few labels to fit on"
+    traffic.run(20, truth_ms=450.0)
+    # Every forecast (900 ms) was followed by a breach: the cut-off is 900 ms.
+    assert loop.scale("doubling") == pytest.approx(300.0 / 900.0)
+    (health,) = loop.health().versions
+    assert health.scale == loop.scale("doubling") and health.trust.proven
+
+
+def test_with_calibration_off_forecasts_are_served_raw(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    publish(registry, "doubling", 900.0)
+    loop = make_loop(registry, trust=TrustSettings(min_labels=MIN_LABELS, min_breaches=10), calibrate=False)
+    Traffic(loop, registry).run(25, truth_ms=450.0)
+    assert loop.scale("doubling") == 1.0
