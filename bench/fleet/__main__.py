@@ -137,11 +137,15 @@ def relative_table(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> l
     fleet_abs = model.load(evaluate.train([fleet_train]))
     synthetic_rel = model.load(evaluate.train([relative.relative(synthetic_train)]))
     fleet_rel = model.load(evaluate.train([relative.relative(fleet_train)]))
+    synthetic_pool = model.load(evaluate.train([relative.relative(synthetic_train, pool=True)]))
+    fleet_pool = model.load(evaluate.train([relative.relative(fleet_train, pool=True)]))
     configs = (
         evaluate.forecast("synthetic seed 1, absolute (the `make up` model)", makeup),
         relative.forecast("synthetic seed 1, relative", synthetic_rel),
         evaluate.forecast(f"generated fleet seed {TRANSFER_TRAIN_SEED}, absolute", fleet_abs),
         relative.forecast(f"generated fleet seed {TRANSFER_TRAIN_SEED}, relative", fleet_rel),
+        relative.forecast("synthetic seed 1, relative to the pool", synthetic_pool, pool=True),
+        relative.forecast(f"generated fleet seed {TRANSFER_TRAIN_SEED}, relative to the pool", fleet_pool, pool=True),
     )
     fleet_test = [halves(seed, 10.0, hours)[1] for seed in seeds]
     synthetic_test = [
@@ -149,7 +153,7 @@ def relative_table(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> l
         for s in SYNTHETIC_TEST_SEEDS[: len(seeds)]
     ]
     out = [
-        "\n### Ablation: features relative to each backend's own baseline (10 s points)\n",
+        "\n### Ablation: features relative to each backend's own baseline, or to the pool (10 s points)\n",
         relative.__doc__ or "",
     ]
     for name, tests in (("the trainer's synthetic fleet", synthetic_test), ("the generated fleet", fleet_test)):

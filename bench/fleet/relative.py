@@ -7,8 +7,12 @@ and multiplied by a fixed reference, before they reach the Window, the
 features and the model, in training and in serving alike. The model then
 learns "latency N times this backend's usual" and forecasts in those units;
 RelativeRouter multiplies the forecast back by the backend's baseline, so
-the breaker still compares milliseconds with the threshold. Relative to the
-pool (the issue's other half) is not tried here."""
+the breaker still compares milliseconds with the threshold.
+
+With pool=True the baseline is the pool instead: at each step every
+backend's load and latency are divided by the median of all backends' at
+that step, so the model learns "N times the pool's median now", and a
+surge that lifts the whole pool looks like nothing on any one backend."""
 
 from __future__ import annotations
 
@@ -50,8 +54,23 @@ class Baseline:
         return max(float(np.median(held[:, 1])), MIN_LOAD), max(float(np.median(held[:, 2])), 1.0)
 
 
-def relative(source: Source) -> Source:
+def pool_bases(load: Floats, latency_ms: Floats) -> tuple[Floats, Floats]:
+    """The pool's median load and latency, per step (the last axis)."""
+    return (
+        np.maximum(np.median(load, axis=-1, keepdims=True), MIN_LOAD),
+        np.maximum(np.median(latency_ms, axis=-1, keepdims=True), 1.0),
+    )
+
+
+def relative(source: Source, pool: bool = False) -> Source:
     """The source in baseline units, point by point as a router would see it."""
+    if pool:
+        pool_load, pool_latency = pool_bases(source.load, source.latency_ms)
+        return dataclasses.replace(
+            source,
+            load=source.load * REF_LOAD / pool_load,
+            latency_ms=source.latency_ms * REF_MS / pool_latency,
+        )
     load, latency = np.empty_like(source.load), np.empty_like(source.latency_ms)
     for b in range(source.backends):
         baseline = Baseline()
@@ -67,17 +86,23 @@ class RelativeRouter(AceRouter):
     see milliseconds: the forecast times the baseline, the observed latency
     as reported."""
 
-    def __init__(self, name: str, n: int, settings: Settings, model: LoadedModel) -> None:
+    def __init__(self, name: str, n: int, settings: Settings, model: LoadedModel, pool: bool = False) -> None:
         super().__init__(name, n, settings, model)
         self.baselines = [Baseline() for _ in range(n)]
+        self.pool = pool
 
     def updates(self, telemetry: Telemetry) -> list[Update]:
-        scales = [
-            bl.add(telemetry.at_s, float(telemetry.load[b]), float(telemetry.latency_ms[b]))
-            for b, bl in enumerate(self.baselines)
-        ]
-        load_base: Floats = np.asarray([s[0] for s in scales])
-        latency_base: Floats = np.asarray([s[1] for s in scales])
+        if self.pool:
+            pool_load, pool_latency = pool_bases(telemetry.load, telemetry.latency_ms)
+            load_base: Floats = np.broadcast_to(pool_load, telemetry.load.shape)
+            latency_base: Floats = np.broadcast_to(pool_latency, telemetry.latency_ms.shape)
+        else:
+            scales = [
+                bl.add(telemetry.at_s, float(telemetry.load[b]), float(telemetry.latency_ms[b]))
+                for b, bl in enumerate(self.baselines)
+            ]
+            load_base = np.asarray([s[0] for s in scales])
+            latency_base = np.asarray([s[1] for s in scales])
         scaled = dataclasses.replace(
             telemetry,
             load=telemetry.load * REF_LOAD / load_base,
@@ -93,5 +118,5 @@ class RelativeRouter(AceRouter):
         ]
 
 
-def forecast(name: str, loaded: LoadedModel, settings: Settings | None = None) -> Config:
-    return Config(name, lambda n: RelativeRouter(name, n, settings or Settings(), loaded))
+def forecast(name: str, loaded: LoadedModel, settings: Settings | None = None, pool: bool = False) -> Config:
+    return Config(name, lambda n: RelativeRouter(name, n, settings or Settings(), loaded, pool))

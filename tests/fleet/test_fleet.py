@@ -162,3 +162,14 @@ def test_the_gated_router_runs_reactive_until_the_model_is_proven(makeup):
     realtel.stream(router, source.times, source.load, source.latency_ms, source.error_rate)
     assert router.proven_at is None and not router.verdict.proven
     assert {e.basis.value for e in router.table.entries()} == {"MODEL_UNPROVEN"}
+
+
+def test_relative_to_the_pool_divides_by_the_median_of_every_backend_at_that_step():
+    latency = flat(3, 100.0)
+    latency[:, 1] = 200.0
+    latency[:, 2] = 400.0  # the median at every step is 200 ms
+    load = np.full_like(latency, 4.0)
+    source = evaluate.Source("pool", 10.0, TIMES, load, latency, np.zeros_like(latency), ((), (), ()))
+    out = relative.relative(source, pool=True)
+    assert out.latency_ms[0].tolist() == pytest.approx([relative.REF_MS / 2, relative.REF_MS, 2 * relative.REF_MS])
+    assert np.allclose(out.load, relative.REF_LOAD)
