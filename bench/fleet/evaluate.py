@@ -29,11 +29,9 @@ from bench.foresight.routers import AceRouter
 from bench.foresight.sim import Telemetry
 from services.common import synthetic
 from services.common.telemetry import Point
-from services.predictor.calibration import cutoff
 from services.predictor.model import LoadedModel
 from services.predictor.scoring import Forecast, Limits, Scorer
-from services.predictor.scoring import score as score_labels
-from services.predictor.trust import UNSCORED, TrustSettings, TrustVerdict, judge
+from services.predictor.trust import UNSCORED, TrustSettings, TrustVerdict, assess
 from services.router.policy import Settings
 from services.router.table import Update
 from services.trainer.train import TrainedModel
@@ -191,19 +189,14 @@ class GatedRouter(AceRouter):
         )
         if at - self.judged_at >= JUDGE_EVERY_S:
             self.judged_at = at
-            scores = self.scorer.scores(self.VERSION)
-            if self.calibrate:
-                labels = self.scorer.labels(self.VERSION)
-                enough = scores.labels >= self.trust_settings.min_labels
-                if enough and scores.actual_breaches >= self.trust_settings.min_breaches:
-                    raw = np.asarray([x.predicted_ms for x in labels])
-                    actual = np.asarray([x.actual_ms for x in labels])
-                    c = cutoff(raw, actual, self.settings.threshold_ms)
-                    if c is not None and c > 0:
-                        self.scale = min(1.0, self.settings.threshold_ms / c)  # as the predictor: only down
-                scaled = [dataclasses.replace(x, predicted_ms=x.predicted_ms * self.scale) for x in labels]
-                scores = score_labels(scaled, self.settings.threshold_ms)
-            self.verdict = judge(scores, self.verdict, self.trust_settings)
+            self.verdict, self.scale = assess(
+                self.scorer.labels(self.VERSION),
+                self.settings.threshold_ms,
+                self.verdict,
+                self.scale,
+                self.trust_settings,
+                self.calibrate,
+            )
             if self.verdict.proven and self.proven_at is None:
                 self.proven_at = at
         proven, k = self.verdict.proven, self.scale

@@ -38,7 +38,6 @@ wires Predict, the truth feed and the health RPC to it.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import queue
 import threading
@@ -52,13 +51,11 @@ import structlog
 from services.common.drift import Direction, DriftState, PageHinkley, PageHinkleySettings
 from services.common.worker import Worker
 from services.predictor import gate
-from services.predictor.calibration import cutoff
 from services.predictor.gate import GateDecision, GateSettings, Verdict
 from services.predictor.model import LoadedModel
 from services.predictor.registry import Registry, Role
-from services.predictor.scoring import Counts, Forecast, Label, Scorer, Scores, Spacing, score
-from services.predictor.trust import GATE_OFF, UNSCORED, TrustSettings, TrustVerdict, at_promotion
-from services.predictor.trust import judge as judge_trust
+from services.predictor.scoring import Counts, Forecast, Label, Scorer, Scores, Spacing
+from services.predictor.trust import GATE_OFF, UNSCORED, TrustSettings, TrustVerdict, assess, at_promotion
 
 _log = structlog.get_logger("loop")
 
@@ -398,36 +395,20 @@ class Loop:
         scales: dict[str, float] = {}
         for _, model in self._roles(active):
             version = model.version
-            scale = self._fit_scale(version)
-            scales[version] = scale
-            labels = self._scorer.labels(version)
-            if scale != 1.0:
-                labels = [dataclasses.replace(x, predicted_ms=x.predicted_ms * scale) for x in labels]
             before = self._trust.get(version, UNSCORED)
-            after = judge_trust(score(labels, self._scorer.threshold_ms), before, self.settings.trust)
+            after, scales[version] = assess(
+                self._scorer.labels(version),
+                self._scorer.threshold_ms,
+                before,
+                self._scale.get(version, 1.0),
+                self.settings.trust,
+                self.settings.calibrate,
+            )
             if after.trust is not before.trust:
                 _log.info("model_trust_changed", version=version, trust=after.trust.value, reason=after.reason)
             verdicts[version] = after
         self._scale = scales
         self._trust = verdicts
-
-    def _fit_scale(self, version: str) -> float:
-        """threshold / the cut-off fitted on the version's labels, at most 1,
-        once they hold as many labels and breaches as the trust gate asks;
-        until then the last scale (1 at first)."""
-        last = self._scale.get(version, 1.0)
-        if not self.settings.calibrate:
-            return 1.0
-        s = self._scorer.scores(version)
-        if s.labels < self.settings.trust.min_labels or s.actual_breaches < self.settings.trust.min_breaches:
-            return last
-        labels = self._scorer.labels(version)
-        threshold = self._scorer.threshold_ms
-        c = cutoff(np.asarray([x.predicted_ms for x in labels]), np.asarray([x.actual_ms for x in labels]), threshold)
-        # Only ever down: a model whose breach forecasts come true more often
-        # than the target is left as bold as it is. Scaled up, the make-up
-        # model opened two false alarms in `make run` that it did not raw.
-        return last if c is None or c <= 0 else min(1.0, threshold / c)
 
     def scale(self, version: str) -> float:
         """What Predict multiplies `version`'s forecasts by, as of the last tick."""

@@ -41,9 +41,13 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from services.predictor.scoring import Scores
+import numpy as np
+
+from services.predictor.calibration import fit_scale
+from services.predictor.scoring import Label, Scores, score
 
 
 class Trust(enum.Enum):
@@ -147,3 +151,29 @@ def at_promotion(candidate: TrustVerdict, active: TrustVerdict, active_version: 
     return TrustVerdict(
         Trust.PROVEN, f"inherited at promotion from {active_version}, proven; not yet judged on its own"
     )
+
+
+def assess(
+    labels: Sequence[Label],
+    threshold_ms: float,
+    previous: TrustVerdict,
+    scale: float,
+    settings: TrustSettings,
+    calibrate: bool,
+) -> tuple[TrustVerdict, float]:
+    """One tick's verdict on a version and the scale its forecasts are
+    served at, from its labels (raw forecasts) and its previous verdict and
+    scale. With `calibrate`, the scale is refitted once the labels hold as
+    many labels and breaches as the gate asks (services.predictor.
+    calibration), else kept; the gate judges the scaled forecasts."""
+    raw = score(labels, threshold_ms)
+    if not calibrate:
+        scale = 1.0
+    elif raw.labels >= settings.min_labels and raw.actual_breaches >= settings.min_breaches:
+        predicted = np.asarray([x.predicted_ms for x in labels])
+        actual = np.asarray([x.actual_ms for x in labels])
+        scale = fit_scale(predicted, actual, threshold_ms, scale)
+    scores = raw
+    if scale != 1.0:
+        scores = score([replace(x, predicted_ms=x.predicted_ms * scale) for x in labels], threshold_ms)
+    return judge(scores, previous, settings), scale

@@ -218,11 +218,13 @@ class RoutingTable:
         """`trust` is the predictor's (model_proven, trust_reason)."""
         changed = False
         with self._lock:
-            if trust is not None and trust != (self.model_proven, self.trust_reason):
+            if trust is not None:
+                # The reason's figures move with every Predict; only a change
+                # of verdict is news. Each message carries the newest reason.
                 if trust[0] != self.model_proven:
                     _log.info("model_trust_changed", proven=trust[0], reason=trust[1])
+                    changed = True
                 self.model_proven, self.trust_reason = trust
-                changed = True
             if predictor_available is not None and predictor_available != self.predictor_available:
                 self.predictor_available = predictor_available
                 _log.info("predictor_available" if predictor_available else "predictor_unavailable")
