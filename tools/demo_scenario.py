@@ -1,7 +1,8 @@
 """`make run`'s first act: a three-backend scenario streamed into the
 feature store in accelerated event time while a demo proxy asks the router
 for a backend at every step, with the timeline it prints and the summary of
-what the breakers did (drains ahead of breaches, false alarms)."""
+what the router did: each backend's share of decisions around its spikes,
+and when its breaker opened (ahead of breaches, or false alarms)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from tools.train_job import stage_name
 
 ACTION = {v: k for k, v in router_pb2.Action.items()}
 STATE = {v: k for k, v in router_pb2.BreakerState.items()}
+# Event time between two steps of the scenario.
+STEP_S = 10.0
 STATE_SHORT = {"CLOSED": "closed", "OPEN": "OPEN", "HALF_OPEN": "half-open", "BREAKER_STATE_UNSPECIFIED": "-"}
 
 
@@ -305,23 +308,67 @@ def episodes(steps: list[Step], threshold_ms: float) -> tuple[list[Episode], lis
     return sorted(found, key=lambda e: e.crossed_at), sorted(false_drains, key=lambda d: d.start)
 
 
+def share(steps: Sequence[Step], backend_id: str, start: float, end: float) -> float | None:
+    """The backend's share of the decisions of the steps in [start, end);
+    None when there are none."""
+    picked = total = 0
+    for s in steps:
+        if start <= s.t < end:
+            picked += s.picks[backend_id]
+            total += sum(s.picks.values())
+    return picked / total if total else None
+
+
+@dataclass(frozen=True)
+class Shares:
+    """A backend's share of decisions around one episode; None where no
+    step falls in the span."""
+
+    before: float | None  # 5 to 10 minutes before the crossing
+    leading: float | None  # in the minute before it
+    over: float | None  # while its latency was over the threshold
+    after: float | None  # in the 5 minutes after its breaker closed
+
+    def words(self) -> str:
+        spans = [
+            ("5-10 min before", self.before),
+            ("in the minute before", self.leading),
+            ("while over the threshold", self.over),
+            ("in the 5 min after its breaker closed", self.after),
+        ]
+        return ", ".join(f"{v:.0%} {label}" for label, v in spans if v is not None)
+
+
+def shares(steps: Sequence[Step], e: Episode, threshold_ms: float) -> Shares:
+    over = [s for s in steps if s.t >= e.crossed_at and s.points[e.backend_id].latency_ms >= threshold_ms]
+    last_over = max((s.t for s in over), default=e.crossed_at)
+    closed = e.drain.end + STEP_S if e.drain is not None else None
+    return Shares(
+        before=share(steps, e.backend_id, e.crossed_at - 600, e.crossed_at - 300),
+        leading=share(steps, e.backend_id, e.crossed_at - 60, e.crossed_at),
+        over=share(steps, e.backend_id, e.crossed_at, last_over + STEP_S),
+        after=None if closed is None else share(steps, e.backend_id, closed, closed + 300),
+    )
+
+
 def summarise(steps: list[Step], threshold_ms: float) -> None:
     print("\nSummary")
     found, false_drains = episodes(steps, threshold_ms)
     for e in found:
         if e.drain is None:
-            lead = "traffic was never moved away"
+            lead = "its breaker never opened"
         elif e.drain.start <= e.crossed_at:
-            lead = f"traffic moved away {e.lead_s:.0f} s BEFORE latency crossed {threshold_ms:.0f} ms"
+            lead = f"its breaker opened {e.lead_s:.0f} s BEFORE latency crossed {threshold_ms:.0f} ms"
         else:
-            lead = f"traffic moved away {-(e.lead_s or 0):.0f} s AFTER latency crossed {threshold_ms:.0f} ms"
+            lead = f"its breaker opened {-(e.lead_s or 0):.0f} s AFTER latency crossed {threshold_ms:.0f} ms"
         print(
             f"- {e.backend_id}: latency crossed {threshold_ms:.0f} ms at {clock(e.crossed_at)} "
             f"(peak {e.peak_ms:.0f} ms); {lead}."
         )
+        print(f"  Its share of decisions: {shares(steps, e, threshold_ms).words()}.")
         if e.drain is not None:
             print(
-                f"  {e.drain.steered} requests steered off {e.backend_id}; it received {e.served_while_over} while "
+                f"  The breaker steered {e.drain.steered} requests off it; it received {e.served_while_over} while "
                 f"over the threshold; its breaker closed again after {clock(e.drain.end)}."
             )
     if not found:
@@ -329,9 +376,12 @@ def summarise(steps: list[Step], threshold_ms: float) -> None:
     if false_drains:
         listed = ", ".join(f"{d.backend_id} at {clock(d.start)} for {d.end - d.start + 10:.0f} s" for d in false_drains)
         moved = sum(d.steered for d in false_drains)
-        print(f"False alarms (drained, no breach followed): {len(false_drains)}: {listed}; {moved} requests moved.")
+        print(
+            f"False alarms (breaker opened, no breach followed): {len(false_drains)}: {listed}; "
+            f"{moved} requests steered by them."
+        )
     else:
-        print("False alarms (drained, no breach followed): none.")
+        print("False alarms (breaker opened, no breach followed): none.")
     total = collections.Counter[str]()
     for s in steps:
         total.update(s.actions)

@@ -114,7 +114,7 @@ class WatchRoutingTableRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points", "open_penalty", "error_penalty", "error_decay_s", "warm_after_s", "model_proven", "trust_reason")
+    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points", "open_penalty", "error_penalty", "error_decay_s", "warm_after_s", "model_proven", "trust_reason", "share_by_capacity", "open_share")
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,8 @@ class RoutingTable(_message.Message):
     WARM_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     MODEL_PROVEN_FIELD_NUMBER: _ClassVar[int]
     TRUST_REASON_FIELD_NUMBER: _ClassVar[int]
+    SHARE_BY_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    OPEN_SHARE_FIELD_NUMBER: _ClassVar[int]
     backends: _containers.RepeatedCompositeFieldContainer[BackendRoute]
     partial: bool
     model_version: str
@@ -143,10 +145,12 @@ class RoutingTable(_message.Message):
     warm_after_s: float
     model_proven: bool
     trust_reason: str
-    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ..., open_penalty: _Optional[float] = ..., error_penalty: _Optional[float] = ..., error_decay_s: _Optional[float] = ..., warm_after_s: _Optional[float] = ..., model_proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ...) -> None: ...
+    share_by_capacity: bool
+    open_share: float
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ..., open_penalty: _Optional[float] = ..., error_penalty: _Optional[float] = ..., error_decay_s: _Optional[float] = ..., warm_after_s: _Optional[float] = ..., model_proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ..., share_by_capacity: _Optional[bool] = ..., open_share: _Optional[float] = ...) -> None: ...
 
 class BackendRoute(_message.Message):
-    __slots__ = ("backend_id", "state", "predicted_latency_ms", "observed_latency_ms", "as_of", "points_in_window", "cold", "basis", "state_since", "risk_ms", "window_covered_s")
+    __slots__ = ("backend_id", "state", "predicted_latency_ms", "observed_latency_ms", "as_of", "points_in_window", "cold", "basis", "state_since", "risk_ms", "window_covered_s", "capacity_rps")
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +162,7 @@ class BackendRoute(_message.Message):
     STATE_SINCE_FIELD_NUMBER: _ClassVar[int]
     RISK_MS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_COVERED_S_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_RPS_FIELD_NUMBER: _ClassVar[int]
     backend_id: str
     state: BreakerState
     predicted_latency_ms: float
@@ -169,7 +174,8 @@ class BackendRoute(_message.Message):
     state_since: _timestamp_pb2.Timestamp
     risk_ms: float
     window_covered_s: float
-    def __init__(self, backend_id: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., predicted_latency_ms: _Optional[float] = ..., observed_latency_ms: _Optional[float] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., points_in_window: _Optional[int] = ..., cold: _Optional[bool] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., risk_ms: _Optional[float] = ..., window_covered_s: _Optional[float] = ...) -> None: ...
+    capacity_rps: float
+    def __init__(self, backend_id: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., predicted_latency_ms: _Optional[float] = ..., observed_latency_ms: _Optional[float] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., points_in_window: _Optional[int] = ..., cold: _Optional[bool] = ..., basis: _Optional[_Union[DecisionBasis, str]] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., risk_ms: _Optional[float] = ..., window_covered_s: _Optional[float] = ..., capacity_rps: _Optional[float] = ...) -> None: ...
 
 class GetRiskReportRequest(_message.Message):
     __slots__ = ()

@@ -165,7 +165,7 @@ def variant(name: str, settings: Settings) -> tuple[str, Settings]:
         if key not in Settings.__dataclass_fields__:
             raise ValueError(f"{name}: Settings has no field {key!r}")
         kind = type(getattr(settings, key))
-        changes[key] = kind(value)
+        changes[key] = value.lower() in ("1", "true", "on") if kind is bool else kind(value)
     return base, dataclasses.replace(settings, **changes)
 
 

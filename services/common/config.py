@@ -177,6 +177,19 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, build: Ca
         parser.error(str(exc))
 
 
+def on_off(raw: str) -> bool:
+    """An on/off switch, as the flags that turn a mechanism on or off take it."""
+    value = raw.strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"must be on or off, got {raw!r}")
+    return value == "on"
+
+
+def switch(parser: argparse.ArgumentParser, flag: str, *, env: str, default: bool, help: str) -> None:
+    """An on/off flag with its environment variable."""
+    option(parser, flag, env=env, cast=on_off, default=default, help=help)
+
+
 def boolean(raw: str) -> bool:
     """A yes/no setting: true/1/yes or false/0/no (any case)."""
     value = raw.strip().lower()

@@ -46,7 +46,7 @@ import structlog
 from ace.v1 import router_pb2, router_pb2_grpc
 from services.common.worker import Worker
 from services.router import wire
-from services.router.policy import Candidate, Choice, Settings, State, choose
+from services.router.policy import WEIGHTED_CYCLE, Candidate, Choice, Settings, State, choose
 from services.router.rotation import Rotation
 
 _log = structlog.get_logger("router.client")
@@ -70,10 +70,14 @@ class _Cycle:
         self.choices: list[Choice | None] = [None] * length
 
 
-def _cycle_length(candidates: Sequence[Candidate]) -> int | None:
+def _cycle_length(candidates: Sequence[Candidate], settings: Settings) -> int | None:
     """How many turns the choices among these candidates take to repeat;
     None when they do not repeat by turn alone: a half-open breaker's probe
-    turns keep their own count, and in-flight counts change between picks."""
+    turns keep their own count, and in-flight counts change between picks.
+    A weighted rotation repeats every WEIGHTED_CYCLE turns, half-open
+    breakers or not."""
+    if settings.share_by_capacity and any(c.capacity_rps is not None for c in candidates):
+        return WEIGHTED_CYCLE
     eligible = 0
     for c in candidates:
         if c.state is State.HALF_OPEN or c.in_flight is not None:
@@ -182,7 +186,7 @@ class RouterClient:
         candidates = [c for c in found if c is not None]
         if len(candidates) != len(found):
             return None
-        length = _cycle_length(candidates)
+        length = _cycle_length(candidates, rotation.settings)
         if length is None or length > MAX_CYCLE:
             return None
         return _Cycle(candidates, length)
@@ -248,6 +252,8 @@ class RouterClient:
             open_penalty=message.open_penalty,
             error_penalty=message.error_penalty,
             error_decay_s=message.error_decay_s or Settings.error_decay_s,
+            share_by_capacity=message.share_by_capacity,
+            open_share=message.open_share,
         )
         status = router_pb2.RoutingTable(
             model_version=message.model_version,
@@ -260,6 +266,8 @@ class RouterClient:
             open_penalty=message.open_penalty,
             error_penalty=message.error_penalty,
             error_decay_s=message.error_decay_s,
+            share_by_capacity=message.share_by_capacity,
+            open_share=message.open_share,
         )
         with self._cond:
             self._cycles.clear()

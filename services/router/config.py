@@ -109,6 +109,39 @@ def parser() -> argparse.ArgumentParser:
         default=defaults.open_penalty,
         help="when the caller gives requests in flight: the extra requests an open backend counts",
     )
+    config.switch(
+        p,
+        "--share-by-capacity",
+        env="ACE_SHARE_BY_CAPACITY",
+        default=defaults.share_by_capacity,
+        help="without in-flight counts: on, each backend's share follows its estimated capacity (weighted "
+        "rotation); off, plain round robin",
+    )
+    option(
+        p,
+        "--capacity-smoothing",
+        env="ACE_CAPACITY_SMOOTHING",
+        cast=float,
+        default=defaults.capacity_smoothing,
+        help="weight of each interval's capacity estimate in the running one (1: no smoothing)",
+    )
+    option(
+        p,
+        "--open-share",
+        env="ACE_OPEN_SHARE",
+        cast=float,
+        default=defaults.open_share,
+        help="in the weighted rotation: the share of its weight a backend keeps while its breaker is open "
+        "(0: drained; 1: a warning only)",
+    )
+    config.switch(
+        p,
+        "--overload-guard",
+        env="ACE_OVERLOAD_GUARD",
+        default=defaults.overload_guard,
+        help="on: a backend over the threshold while the pool's median latency is not has its capacity estimate "
+        "capped at load x threshold / latency",
+    )
     option(
         p,
         "--open-after-s",
@@ -204,6 +237,8 @@ def build(args: argparse.Namespace) -> RouterConfig:
     _finite(args.error_penalty, "--error-penalty", ">= 0 (0: off)")
     _finite(args.error_decay_s, "--error-decay-s", "> 0")
     _finite(args.open_after_s, "--open-after-s", ">= 0 (0: at once)")
+    require(0 < args.capacity_smoothing <= 1, f"--capacity-smoothing must be in (0, 1], got {args.capacity_smoothing}")
+    require(0 <= args.open_share <= 1, f"--open-share must be in [0, 1], got {args.open_share}")
     require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
     require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
     require(args.decision_log_max >= 1, f"--decision-log-max must be >= 1, got {args.decision_log_max}")
@@ -235,6 +270,10 @@ def build(args: argparse.Namespace) -> RouterConfig:
             open_after_s=args.open_after_s,
             error_penalty=args.error_penalty,
             error_decay_s=args.error_decay_s,
+            share_by_capacity=args.share_by_capacity,
+            capacity_smoothing=args.capacity_smoothing,
+            open_share=args.open_share,
+            overload_guard=args.overload_guard,
         ),
         predict_timeout_s=args.predict_timeout_s,
         max_streams=args.max_streams,

@@ -70,16 +70,26 @@ class PolicyShadow:
         observed_ms: float,
         *,
         covered_s: float,
+        capacity: float | None = None,
     ) -> None:
         """The same update the live table applies (RoutingTable.apply),
-        under the alternative settings."""
+        under the alternative settings, with the live table's capacity
+        estimate: only the breakers' settings differ."""
         with self._lock:
             breaker = self._breakers.get(backend_id)
             if breaker is None:
                 breaker = self._breakers[backend_id] = Breaker(since=as_of)
             self._rotation.put(
                 observe(
-                    breaker, backend_id, points, predicted_ms, observed_ms, as_of, self.settings, covered_s=covered_s
+                    breaker,
+                    backend_id,
+                    points,
+                    predicted_ms,
+                    observed_ms,
+                    as_of,
+                    self.settings,
+                    covered_s=covered_s,
+                    capacity=capacity,
                 )
             )
 

@@ -237,6 +237,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             open_penalty=settings.open_penalty,
             error_penalty=settings.error_penalty,
             error_decay_s=settings.error_decay_s,
+            share_by_capacity=settings.share_by_capacity,
+            open_share=settings.open_share,
             model_proven=status.model_proven and status.predictor_available,
             trust_reason=status.trust_reason if status.predictor_available else "",
         )
@@ -254,6 +256,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             risk_ms = e.risk_ms
             if risk_ms is not None:
                 route.risk_ms = risk_ms
+            if e.capacity_rps is not None and e.basis is not Basis.COLD_START:
+                route.capacity_rps = e.capacity_rps
             set_timestamp(route.as_of, e.as_of)
             set_timestamp(route.state_since, e.breaker.since)
         return out

@@ -16,12 +16,15 @@ import numpy.typing as npt
 import structlog
 
 from services.common.changes import ChangeFeed
+from services.common.features import FEATURE_NAMES, LATENCY_INDEX, N_FEATURES
 from services.router.outcomes import DecisionLog
-from services.router.policy import Basis, Breaker, Candidate, Choice, Settings, State, expire, observe
+from services.router.policy import Basis, Breaker, Candidate, Choice, Settings, State, capacity_rps, expire, observe
 from services.router.policy_shadow import PolicyShadow
 from services.router.rotation import Rotation
 
 _log = structlog.get_logger("router")
+LOAD_INDEX = FEATURE_NAMES.index("load")
+ERROR_INDEX = FEATURE_NAMES.index("error_rate")
 
 # Key published on the change feed when table-wide status (model, links) changes.
 STATUS_KEY = ""
@@ -57,6 +60,8 @@ class Entry:
     # The figure the breaker runs on (policy.observe); None while cold.
     risk_ms: float | None = None
     covered_s: float = 0.0
+    # Running estimate of the requests/s it could serve (policy.capacity_rps).
+    capacity_rps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,7 @@ class RoutingTable:
         fleet's telemetry moved on while they sent none."""
         changed: list[str] = []
         with self._lock:
+            guard = self._overload_guard(updates)
             for u in updates:
                 entry = self._entries.get(u.backend_id)
                 if entry is None:
@@ -157,12 +163,19 @@ class RoutingTable:
                     self.settings,
                     u.proven,
                     covered_s=u.covered_s,
+                    capacity=self._capacity(entry, u.features, guard),
                 )
                 entry.basis, entry.risk_ms = candidate.basis, candidate.risk_ms
                 self._put(entry, candidate, old, u.as_of)
                 if self._shadow is not None:
                     self._shadow.observe(
-                        u.backend_id, u.as_of, u.points, u.predicted_ms, u.observed_ms, covered_s=u.covered_s
+                        u.backend_id,
+                        u.as_of,
+                        u.points,
+                        u.predicted_ms,
+                        u.observed_ms,
+                        covered_s=u.covered_s,
+                        capacity=candidate.capacity_rps,
                     )
                 changed.append(u.backend_id)
             changed.extend(self._expire())
@@ -170,6 +183,29 @@ class RoutingTable:
                 self._shadow.expire(self.as_of)
         self.changes.publish(changed)
         return changed
+
+    def _overload_guard(self, updates: Sequence[Update]) -> float | None:
+        """The threshold over which a backend's capacity estimate is capped
+        (policy.capacity_rps), or None: only while the pool's median latency
+        is under it, so a backend slow while the others are not is capped,
+        and a pool all slow together (a flash crowd) is not. Caller holds
+        the lock."""
+        threshold = self.settings.threshold_ms
+        if not self.settings.overload_guard:
+            return None
+        latest = {backend_id: e.observed_ms for backend_id, e in self._entries.items()}
+        latest.update((u.backend_id, u.observed_ms) for u in updates)
+        return threshold if latest and float(np.median(list(latest.values()))) <= threshold else None
+
+    def _capacity(self, entry: Entry, vector: npt.NDArray[np.float64] | None, guard: float | None) -> float | None:
+        """Folds this update's capacity estimate into the entry's running one."""
+        new = _capacity(vector, guard)
+        if new is None:
+            return entry.capacity_rps
+        old = entry.capacity_rps
+        alpha = self.settings.capacity_smoothing
+        entry.capacity_rps = new if old is None else old + alpha * (new - old)
+        return entry.capacity_rps
 
     def _put(self, entry: Entry, candidate: Candidate, old: State, at: float) -> None:
         """Hands a backend's new candidate to the rotation; logs a change of
@@ -304,6 +340,14 @@ class RoutingTable:
         return decision_id
 
 
+def _capacity(vector: npt.NDArray[np.float64] | None, threshold_ms: float | None) -> float | None:
+    if vector is None or len(vector) < N_FEATURES:
+        return None
+    return capacity_rps(
+        float(vector[LOAD_INDEX]), float(vector[LATENCY_INDEX]), float(vector[ERROR_INDEX]), threshold_ms
+    )
+
+
 def _copy(e: Entry) -> Entry:
     return Entry(
         backend_id=e.backend_id,
@@ -316,4 +360,5 @@ def _copy(e: Entry) -> Entry:
         features=e.features,
         risk_ms=e.risk_ms,
         covered_s=e.covered_s,
+        capacity_rps=e.capacity_rps,
     )

@@ -38,4 +38,5 @@ def candidate(route: router_pb2.BackendRoute) -> Candidate:
         risk_ms=route.risk_ms if route.HasField("risk_ms") else None,
         basis=BASIS_OF.get(route.basis, Basis.COLD_START),
         covered_s=route.window_covered_s,
+        capacity_rps=route.capacity_rps if route.HasField("capacity_rps") else None,
     )

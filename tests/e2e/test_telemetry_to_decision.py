@@ -9,7 +9,7 @@ import pytest
 
 from ace.v1 import router_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.e2e.conftest import Fleet
-from tools.demo_scenario import episodes, stream_scenario
+from tools.demo_scenario import episodes, shares, stream_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +35,16 @@ def test_router_moves_traffic_before_the_spike_and_returns_after(trained):
     found, false_drains = episodes(steps, THRESHOLD_MS)
     assert [e.backend_id for e in found] == ["backend-c", "backend-a"]
     for e in found:
-        assert e.lead_s is not None and e.lead_s > 0, f"{e.backend_id} drained only after crossing: {e}"
+        assert e.lead_s is not None and e.lead_s > 0, f"{e.backend_id}'s breaker opened only after crossing: {e}"
         assert e.drain is not None and e.drain.steered > 0
-        assert e.served_while_over == 0
-    # backend-b never crosses and is never drained.
+        # The open breaker keeps --open-share (0.7) of the backend's share and
+        # its capacity estimate falls as it slows: its share falls ahead of
+        # the crossing, is cut while it is over, and comes back after.
+        share = shares(steps, e, THRESHOLD_MS)
+        assert share.before is not None and share.leading is not None and share.over is not None
+        assert share.after is not None
+        assert share.leading < share.before and share.over < share.leading and share.after > share.over, share
+    # backend-b never crosses and its breaker never opens.
     assert sum(s.skipped["backend-b"] for s in steps) == 0
     assert all(d.backend_id != "backend-b" for d in false_drains)
     last = steps[-1]

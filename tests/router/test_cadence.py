@@ -64,7 +64,17 @@ class Pair:
 def pair() -> Iterator[Pair]:
     store: RunningServer = fs_server.start(fs_config.load(LOCAL))
     # Default breaker settings: the debounce, warmth and probe bound as shipped.
-    args = [*LOCAL, "--feature-store-addr", f"127.0.0.1:{store.port}", "--predictor-addr", "127.0.0.1:1"]
+    # Round robin, where an open breaker drains its backend and a half-open
+    # one takes every other turn of its share exactly.
+    args = [
+        *LOCAL,
+        "--feature-store-addr",
+        f"127.0.0.1:{store.port}",
+        "--predictor-addr",
+        "127.0.0.1:1",
+        "--share-by-capacity",
+        "off",
+    ]
     router: RunningServer = rt_server.start(rt_config.load(args))
     with (
         grpc.insecure_channel(f"127.0.0.1:{store.port}") as fs_channel,

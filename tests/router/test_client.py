@@ -89,6 +89,9 @@ def rig() -> Iterator[Rig]:
         # The spikes here are single updates; test_debounce.py runs the default.
         "--open-after-s",
         "0",
+        # The weighted rotation, with open breakers drained.
+        "--open-share",
+        "0",
         # Long enough that no failure score fades within a test: the client's
         # and the router's clocks are not the same.
         "--error-decay-s",
@@ -129,7 +132,7 @@ def test_local_picks_are_the_routers_decisions(rig, channel):
         assert list(pick.skipped) == list(decision.skipped)
     assert "b" not in {p.backend_id for p in picks}  # its breaker is open
     assert any(p.action is Action.ROUND_ROBIN and "cold (its 2 points cover 10 of 30 s)" in p.reason for p in picks)
-    assert any(p.action is Action.PRIMARY and "below 250 ms" in p.reason for p in picks)
+    assert any(p.action is Action.PRIMARY and "by weighted rotation" in p.reason for p in picks)
 
 
 def test_picks_with_in_flight_counts_are_the_routers_least_loaded_decisions(rig, channel):
@@ -233,9 +236,15 @@ class OneTable(router_pb2_grpc.RouterServicer):
             time.sleep(0.01)
 
 
-def random_table(rng: random.Random, n: int, half_open: bool) -> router_pb2.RoutingTable:
+def random_table(
+    rng: random.Random, n: int, half_open: bool, open_share: float | None = None
+) -> router_pb2.RoutingTable:
+    """With `open_share`, a table for the weighted rotation: warm backends
+    carry capacity estimates."""
     states = [router_pb2.CLOSED, router_pb2.OPEN] + ([router_pb2.HALF_OPEN] if half_open else [])
     table = router_pb2.RoutingTable(threshold_ms=250, horizon_s=300, warm_after_s=30, feature_store_connected=True)
+    if open_share is not None:
+        table.share_by_capacity, table.open_share = True, open_share
     for i in range(n):
         cold = rng.random() < 0.2
         table.backends.add(
@@ -247,17 +256,31 @@ def random_table(rng: random.Random, n: int, half_open: bool) -> router_pb2.Rout
             basis=router_pb2.COLD_START if cold else router_pb2.FORECAST,
             risk_ms=rng.uniform(50, 400),
         )
+        if open_share is not None and not cold:
+            table.backends[-1].capacity_rps = rng.uniform(1, 40)
     return table
 
 
-@pytest.mark.parametrize("half_open", [False, True])
-def test_picks_equal_the_rotations_over_many_turns(half_open):
-    """Cycle-memoized picks (and rotation picks, with a half-open breaker)
-    answer exactly as the rotation the router decides with, turn by turn."""
+@pytest.mark.parametrize(
+    ("half_open", "open_share"), [(False, None), (True, None), (False, 0.0), (True, 0.0), (True, 0.5), (True, 1.0)]
+)
+def test_picks_equal_the_rotations_over_many_turns(half_open, open_share):
+    """Cycle-memoized picks (and rotation picks, with a half-open breaker in
+    round robin) answer exactly as the rotation the router decides with,
+    turn by turn, in round robin and in the weighted rotation alike."""
     rng = random.Random(7)
+    weighted = open_share is not None
+    settings = Settings(
+        threshold_ms=250,
+        horizon_s=300,
+        warm_after_s=30,
+        open_after_s=0,
+        share_by_capacity=weighted,
+        open_share=open_share if weighted else 0.0,
+    )
     for run in range(6):
-        table = random_table(rng, 8, half_open)
-        reference = Rotation(Settings(threshold_ms=250, horizon_s=300, warm_after_s=30, open_after_s=0))
+        table = random_table(rng, 8, half_open, open_share)
+        reference = Rotation(settings)
         reference.replace_all([wire.candidate(r) for r in table.backends])
         # One candidate list per run (the empty one: everyone): the client's
         # memoized picks count turns apart from its rotation's, so a mix of

@@ -70,7 +70,9 @@ def test_without_a_shadow_get_policy_shadow_is_failed_precondition(router):
     assert "--shadow-threshold-ms" in err.value.details()
 
 
-@pytest.mark.parametrize("router", [["--shadow-threshold-ms", "250", "--open-after-s", "0"]], indirect=True)
+@pytest.mark.parametrize(
+    "router", [["--shadow-threshold-ms", "250", "--open-after-s", "0", "--share-by-capacity", "off"]], indirect=True
+)
 def test_the_shadow_threshold_is_compared_on_live_traffic(router):
     store, stub, watch = router
     # a is forecast at 280 ms: the live 300 ms breaker stays closed, the
@@ -97,7 +99,9 @@ def test_the_shadow_threshold_is_compared_on_live_traffic(router):
     assert "the alternative would have fewer breaches" in report.reason
 
 
-@pytest.mark.parametrize("router", [["--shadow-threshold-ms", "250", "--open-after-s", "0"]], indirect=True)
+@pytest.mark.parametrize(
+    "router", [["--shadow-threshold-ms", "250", "--open-after-s", "0", "--share-by-capacity", "off"]], indirect=True
+)
 def test_no_outcomes_means_no_comparison_yet(router):
     store, stub, watch = router
     store.batches.put([vector("a", 100, 280), vector("b", 100, 100)])

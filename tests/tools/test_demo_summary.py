@@ -6,9 +6,11 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 
+import pytest
+
 from ace.v1 import router_pb2
 from services.common.telemetry import Point
-from tools.demo_scenario import Step, episodes
+from tools.demo_scenario import Step, episodes, shares
 
 OPEN, CLOSED = router_pb2.OPEN, router_pb2.CLOSED
 
@@ -60,3 +62,17 @@ def test_a_drain_with_no_breach_is_a_false_alarm():
     found, false_drains = episodes(steps_of([(100, CLOSED, 0), (120, OPEN, 1), (110, OPEN, 1), (100, CLOSED, 0)]), 300)
     assert found == []
     assert [(d.backend_id, d.start, d.end, d.steered) for d in false_drains] == [("x", 10, 20, 2)]
+
+
+def test_shares_are_taken_before_into_and_after_an_episode():
+    # x takes half the decisions, then none from 20 s before the crossing
+    # until its breaker closes, then half again.
+    rows = [(100, CLOSED, 0)] * 60 + [(200, OPEN, 1)] * 2 + [(400, OPEN, 1)] * 3 + [(100, CLOSED, 0)] * 40
+    steps = steps_of(rows)
+    [e] = episodes(steps, 300)[0]
+    got = shares(steps, e, 300)
+    assert got.before == 0.5 and got.leading == pytest.approx(4 / 12) and got.over == 0.0 and got.after == 0.5
+    assert got.words() == (
+        "50% 5-10 min before, 33% in the minute before, 0% while over the threshold, "
+        "50% in the 5 min after its breaker closed"
+    )

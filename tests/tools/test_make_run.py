@@ -46,18 +46,27 @@ def test_the_demo_runs_end_to_end_and_exits_cleanly(demo: str):
     assert "All services stopped ({'trainer': 0, 'router': 0, 'predictor': 0, 'feature_store': 0})" in out
     assert re.search(r"published rf-\S+ to the predictor", out)
     # The first spike meets an unproven model: the breakers are reactive and
-    # drain backend-c only after it crossed. Its labels prove the model,
-    # whose forecast then drains backend-a ahead of the second.
+    # open backend-c's only after it crossed. Its labels prove the model,
+    # whose forecast then opens backend-a's ahead of the second, and its
+    # share of decisions falls before the crossing and comes back after.
     act_one = out[: out.index("The learning loop.")]
     assert re.search(
-        r"backend-c: latency crossed 300 ms at \S+ \(peak \d+ ms\); traffic moved away \d+ s AFTER", act_one
+        r"backend-c: latency crossed 300 ms at \S+ \(peak \d+ ms\); its breaker opened \d+ s AFTER", act_one
     )
     assert "~>" in act_one.split("MODEL PROVEN")[0], "the forecast runs in shadow until the model is proven"
     proven_at = re.search(r"^(\+\d\d:\d\d) \| MODEL PROVEN: .*precision [\d.]+, recall [\d.]+\)\)$", act_one, re.M)
     assert proven_at, "the trust gate passed the model on the first spike's labels"
     assert re.search(
-        r"backend-a: latency crossed 300 ms at \S+ \(peak \d+ ms\); traffic moved away \d+ s BEFORE", act_one
+        r"backend-a: latency crossed 300 ms at \S+ \(peak \d+ ms\); its breaker opened \d+ s BEFORE", act_one
     )
+    share = re.search(
+        r"backend-a: latency crossed.*\n  Its share of decisions: (\d+)% 5-10 min before, (\d+)% in the minute before, "
+        r"(\d+)% while over the threshold, (\d+)% in the 5 min after its breaker closed",
+        act_one,
+    )
+    assert share, "the summary gives backend-a's share of decisions around its spike"
+    before, leading, over, after = (int(v) for v in share.groups())
+    assert leading < before and over < leading and after > over
     assert out.count("BEFORE latency crossed 300 ms") == 1
     assert "ROUND_ROBIN" in out and "REROUTE" in out and "PRIMARY" in out
     assert re.search(r"Policy shadow, threshold 250 ms against the live 300 ms: \d+ of \d+ decisions", out)
