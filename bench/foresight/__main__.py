@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
         "--history",
         choices=sorted(runner.HISTORIES),
         default="own",
-        help="what each ACE row's model learns: the history of its own placement (round robin for plain Decide, "
+        help="what each ACE row's model learns: the history of its own placement (ACE's reactive weighted rotation for plain Decide, "
         "least outstanding with in-flight counts), round robin's for both, or both histories for both",
     )
     p.add_argument("--no-real", action="store_true", help="skip the real-telemetry replays")
