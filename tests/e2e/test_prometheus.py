@@ -64,16 +64,19 @@ def test_prometheus_sees_the_spike_the_router_acted_on(fleet: Fleet, tmp_path: P
         while len(table.backends) < len(BACKENDS) and time.monotonic() < deadline:
             time.sleep(0.1)
             table = router.GetRoutingTable(router_pb2.GetRoutingTableRequest(), timeout=5)
-        actions = [
-            router.Decide(router_pb2.DecideRequest(candidates=list(BACKENDS)), timeout=5).action
-            for _ in range(DECISIONS)
+        decisions = [
+            router.Decide(router_pb2.DecideRequest(candidates=list(BACKENDS)), timeout=5) for _ in range(DECISIONS)
         ]
-        assert router_pb2.REROUTE in actions  # gpu-c's turns went elsewhere
+        # gpu-c's share fell: its capacity estimate, capped while it is slow
+        # and the others are not, and its open breaker's.
+        assert sum(d.backend_id == SPIKING for d in decisions) <= DECISIONS // 10
+        observed = sum(d.basis == router_pb2.OBSERVED_LATENCY for d in decisions)
+        assert observed == DECISIONS  # every backend is warm, and no model is published
 
         rose = prom.wait_for("sum(ace_router_decisions_total)", lambda r: bool(r) and r[0]["value"] >= DECISIONS)
         assert [r["value"] for r in rose] == [DECISIONS]
-        rerouted = prom.query('sum(ace_router_decisions_total{action="reroute", basis="observed_latency"})')
-        assert [r["value"] for r in rerouted] == [actions.count(router_pb2.REROUTE)]
+        by_basis = prom.query('sum(ace_router_decisions_total{basis="observed_latency"})')
+        assert [r["value"] for r in by_basis] == [observed]
 
         # Each service is scraped on its own beat: wait for a scrape after the spike.
         opened = {"gpu-a": 0, "gpu-b": 0, "gpu-c": 2}

@@ -57,6 +57,8 @@ def router(fs_port: int, pr_port: int) -> tuple[object, router_pb2_grpc.RouterSt
         [
             *("--host", "127.0.0.1", "--port", "0", "--predict-timeout-s", str(PREDICT_TIMEOUT_S)),
             *("--feature-store-addr", f"127.0.0.1:{fs_port}", "--predictor-addr", f"127.0.0.1:{pr_port}"),
+            # Open breakers drain, so a decision shows the fallback routing around one.
+            *("--open-share", "0"),
         ]
     )
     running = start(cfg)
