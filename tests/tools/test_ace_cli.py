@@ -48,7 +48,13 @@ def test_risk_and_table_show_the_spiking_backend_first_and_open(fleet: Fleet, ca
     assert code == 0 and doc["backends_at_risk"] == 1 and doc["backends"][0]["backend_id"] == "gpu-c"
     code, out, _ = ace(fleet, capsys, "table")
     assert code == 0 and "feature store connected, predictor UNAVAILABLE" in out
-    assert [line.split()[1] for line in out.splitlines() if line.startswith("gpu-")] == ["closed", "closed", "OPEN"]
+    rows = [line for line in out.splitlines() if line.startswith("gpu-")]
+    assert [row.split()[1] for row in rows] == ["closed", "closed", "OPEN"]
+    # The share of plain Decide's weighted rotation: gpu-c, slow while the
+    # others are not, has its capacity estimate capped, and its breaker is open.
+    assert "CAPACITY RPS" in out and "SHARE" in out
+    share = {row.split()[0]: int(next(w for w in row.split() if w.endswith("%"))[:-1]) for row in rows}
+    assert share["gpu-c"] < 5 and share["gpu-a"] > 45 and sum(share.values()) in (99, 100, 101)
 
 
 def test_explain_tells_a_decision_and_its_outcome(fleet: Fleet, capsys) -> None:

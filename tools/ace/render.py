@@ -3,12 +3,15 @@ reads. Plain functions of the response messages, no gRPC."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ace.v1 import predictor_pb2, router_pb2
+from services.router import wire
+from services.router.policy import WEIGHTED_CYCLE, Settings, choose
 
 STATES = {router_pb2.CLOSED: "closed", router_pb2.OPEN: "OPEN", router_pb2.HALF_OPEN: "half-open"}
 BASES = {
@@ -76,6 +79,18 @@ def risk(report: router_pb2.RiskReport) -> str:
     return "\n".join(lines)
 
 
+def shares(t: router_pb2.RoutingTable) -> dict[str, float] | None:
+    """Each backend's share of the decisions that name no candidate and give
+    no in-flight counts, as the router's own policy would make them over one
+    cycle of its weighted rotation; None when it places by round robin."""
+    candidates = [wire.candidate(r) for r in t.backends]
+    if not t.share_by_capacity or not any(c.capacity_rps is not None for c in candidates):
+        return None
+    settings = Settings(threshold_ms=t.threshold_ms, horizon_s=t.horizon_s, open_share=t.open_share)
+    picks = Counter(choose(candidates, turn, settings).backend_id for turn in range(WEIGHTED_CYCLE))
+    return {c.backend_id: picks[c.backend_id] / WEIGHTED_CYCLE for c in candidates}
+
+
 def routing_table(t: router_pb2.RoutingTable) -> str:
     links = [
         "feature store " + ("connected" if t.feature_store_connected else "DISCONNECTED"),
@@ -85,6 +100,7 @@ def routing_table(t: router_pb2.RoutingTable) -> str:
         f"threshold {ms(t.threshold_ms)} over {t.horizon_s:,.0f} s; model {t.model_version or 'none'}; {', '.join(links)}",
         "",
     ]
+    share = shares(t)
     rows = [
         [
             r.backend_id,
@@ -92,13 +108,26 @@ def routing_table(t: router_pb2.RoutingTable) -> str:
             when(r.state_since),
             ms(r.risk_ms) if r.HasField("risk_ms") else "-",
             ms(r.observed_latency_ms),
+            f"{r.capacity_rps:,.1f}" if r.HasField("capacity_rps") else "-",
+            "-" if share is None else f"{share[r.backend_id]:.0%}",
             str(r.points_in_window),
             BASES.get(r.basis, "?"),
             when(r.as_of),
         ]
         for r in t.backends
     ]
-    header = ["BACKEND", "BREAKER", "SINCE (EVENT TIME)", "RISK", "LATENCY NOW", "POINTS", "ON", "AS OF"]
+    header = [
+        "BACKEND",
+        "BREAKER",
+        "SINCE (EVENT TIME)",
+        "RISK",
+        "LATENCY NOW",
+        "CAPACITY RPS",
+        "SHARE",
+        "POINTS",
+        "ON",
+        "AS OF",
+    ]
     lines.append(table(header, rows) if rows else "no backends yet")
     return "\n".join(lines)
 
