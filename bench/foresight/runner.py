@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from bench.foresight import faults, model, oracles, peers, routers, score, sim, traffic
 from services.common import logs
+from services.common.config import boolean
 from services.predictor.model import LoadedModel
 from services.router.policy import Settings
 from services.trainer.train import TrainedModel
@@ -165,7 +166,7 @@ def variant(name: str, settings: Settings) -> tuple[str, Settings]:
         if key not in Settings.__dataclass_fields__:
             raise ValueError(f"{name}: Settings has no field {key!r}")
         kind = type(getattr(settings, key))
-        changes[key] = value.lower() in ("1", "true", "on") if kind is bool else kind(value)
+        changes[key] = boolean(value) if kind is bool else kind(value)
     return base, dataclasses.replace(settings, **changes)
 
 

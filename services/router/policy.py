@@ -461,6 +461,13 @@ def _shares(candidates: Sequence[Candidate]) -> list[float]:
     return [mean if c.capacity_rps is None else c.capacity_rps for c in candidates]
 
 
+def _kept(state: State, open_share: float) -> float:
+    """The share of its weight a backend keeps in the weighted rotation."""
+    if state is State.CLOSED:
+        return 1.0
+    return open_share if state is State.OPEN else 0.5 * (1.0 + open_share)
+
+
 def _weighted(candidates: Sequence[Candidate], turn: int, settings: Settings, stale: bool) -> Choice:
     """Weighted rotation: each backend's share of turns is its estimated
     capacity's share of the candidates' (capacity_rps), so a backend that
@@ -480,11 +487,7 @@ def _weighted(candidates: Sequence[Candidate], turn: int, settings: Settings, st
     if primary.state is State.CLOSED or shed >= 1.0:
         chosen = primary
     else:
-        half = 0.5 * (1.0 + shed)
-        allowed = [
-            w if c.state is State.CLOSED else half * w if c.state is State.HALF_OPEN else shed * w
-            for c, w in zip(candidates, weights, strict=True)
-        ]
+        allowed = [_kept(c.state, shed) * w for c, w in zip(candidates, weights, strict=True)]
         room = sum(allowed)
         if not room > 0.0:
             return _explain(candidates, primary, None, [c.backend_id for c in candidates], settings, stale, total)
@@ -594,7 +597,7 @@ def _weighed(chosen: Candidate, capacity: float, settings: Settings) -> str:
     )
     if chosen.state is State.CLOSED:
         return reason + f" against {settings.threshold_ms:.0f} ms"
-    keep = settings.open_share if chosen.state is State.OPEN else 0.5 * (1.0 + settings.open_share)
+    keep = _kept(chosen.state, settings.open_share)
     return (
         reason + f", breaker {chosen.state.value} (threshold {settings.threshold_ms:.0f} ms within "
         f"{settings.horizon_s:.0f} s): it keeps {min(keep, 1.0):.0%} of its share"

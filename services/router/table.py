@@ -191,7 +191,9 @@ class RoutingTable:
         and a pool all slow together (a flash crowd) is not. Caller holds
         the lock."""
         threshold = self.settings.threshold_ms
-        if not self.settings.overload_guard:
+        # The cap applies only to a latency over the threshold: without one
+        # in this batch there is no median to take.
+        if not self.settings.overload_guard or all(u.observed_ms <= threshold for u in updates):
             return None
         latest = {backend_id: e.observed_ms for backend_id, e in self._entries.items()}
         latest.update((u.backend_id, u.observed_ms) for u in updates)
@@ -199,7 +201,7 @@ class RoutingTable:
 
     def _capacity(self, entry: Entry, vector: npt.NDArray[np.float64] | None, guard: float | None) -> float | None:
         """Folds this update's capacity estimate into the entry's running one."""
-        new = _capacity(vector, guard)
+        new = _estimate(vector, guard)
         if new is None:
             return entry.capacity_rps
         old = entry.capacity_rps
@@ -340,7 +342,7 @@ class RoutingTable:
         return decision_id
 
 
-def _capacity(vector: npt.NDArray[np.float64] | None, threshold_ms: float | None) -> float | None:
+def _estimate(vector: npt.NDArray[np.float64] | None, threshold_ms: float | None) -> float | None:
     if vector is None or len(vector) < N_FEATURES:
         return None
     return capacity_rps(
