@@ -46,44 +46,13 @@ import structlog
 from ace.v1 import router_pb2, router_pb2_grpc
 from services.common.worker import Worker
 from services.router import wire
-from services.router.policy import WEIGHTED_CYCLE, Candidate, Choice, Settings, State, choose
+from services.router.policy import Candidate, Choice, Settings
 from services.router.rotation import Rotation
 
 _log = structlog.get_logger("router.client")
 
 DISCONNECTED_REASON = "router stream down: round robin over the last known routing table"
 NO_TABLE_REASON = "no routing table received yet: round robin over the candidates as given"
-# Longer cycles (a pick naming no one in a large fleet) go through the rotation.
-MAX_CYCLE = 4096
-# Candidate lists with a cycle kept at once; more, and they all start afresh.
-MAX_CYCLES = 1024
-
-
-class _Cycle:
-    """The choices for one candidate list, one per turn of the cycle,
-    computed the first time each turn comes."""
-
-    __slots__ = ("candidates", "choices")
-
-    def __init__(self, candidates: list[Candidate], length: int) -> None:
-        self.candidates = candidates
-        self.choices: list[Choice | None] = [None] * length
-
-
-def _cycle_length(candidates: Sequence[Candidate], settings: Settings) -> int | None:
-    """How many turns the choices among these candidates take to repeat;
-    None when they do not repeat by turn alone: a half-open breaker's probe
-    turns keep their own count, and in-flight counts change between picks.
-    A weighted rotation repeats every WEIGHTED_CYCLE turns, half-open
-    breakers or not."""
-    if settings.share_by_capacity and any(c.capacity_rps is not None for c in candidates):
-        return WEIGHTED_CYCLE
-    eligible = 0
-    for c in candidates:
-        if c.state is State.HALF_OPEN or c.in_flight is not None:
-            return None
-        eligible += c.state is State.CLOSED
-    return len(candidates) * max(eligible, 1)
 
 
 class RouterClient:
@@ -109,10 +78,6 @@ class RouterClient:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._rotation = Rotation(Settings())
-        # Cycles by candidate list (the empty one: every backend), and the
-        # turn counter of the picks they answer.
-        self._cycles: dict[tuple[str, ...], _Cycle | None] = {}
-        self._turn = 0
         self._connected = False
         self._table = router_pb2.RoutingTable()  # the newest table-wide fields, without rows
         self._worker = Worker("router-client", self._run)
@@ -152,20 +117,7 @@ class RouterClient:
                 return self._rotation.round_robin(candidates, reason)
             if in_flight:
                 return self._rotation.pick(candidates, in_flight, time.monotonic())[0]
-            key = candidates if type(candidates) is tuple else tuple(candidates)
-            try:
-                cycle = self._cycles[key]
-            except KeyError:
-                cycle = self._cycles[key] = self._cycle(key)
-            if cycle is None:
-                return self._rotation.pick(candidates)[0]
-            choices = cycle.choices
-            turn = self._turn % len(choices)
-            self._turn += 1
-            choice = choices[turn]
-            if choice is None:
-                choice = choices[turn] = choose(cycle.candidates, turn, self._rotation.settings, self._rotation.stale)
-            return choice
+            return self._rotation.pick(candidates)[0]
 
     def report(self, backend_id: str, failed: bool) -> None:
         """A request's outcome on a backend, as ReportOutcomes tells the
@@ -173,23 +125,6 @@ class RouterClient:
         given `in_flight`, with the router's error_penalty and decay."""
         with self._lock:
             self._rotation.note_outcome(backend_id, failed, time.monotonic())
-
-    def _cycle(self, names: tuple[str, ...]) -> _Cycle | None:
-        """A new cycle for these names; None when their picks must go
-        through the rotation (it also refuses bad names)."""
-        if len(self._cycles) >= MAX_CYCLES:
-            self._cycles.clear()
-        rotation = self._rotation
-        if not rotation or len(set(names)) != len(names):
-            return None
-        found = [rotation.get(b) for b in names or rotation.backend_ids()]
-        candidates = [c for c in found if c is not None]
-        if len(candidates) != len(found):
-            return None
-        length = _cycle_length(candidates, rotation.settings)
-        if length is None or length > MAX_CYCLE:
-            return None
-        return _Cycle(candidates, length)
 
     # --- what it knows ---
 
@@ -270,9 +205,7 @@ class RouterClient:
             open_share=message.open_share,
         )
         with self._cond:
-            self._cycles.clear()
-            if settings != self._rotation.settings:
-                self._rotation.settings = settings
+            self._rotation.settings = settings
             self._rotation.stale = not message.feature_store_connected
             if message.partial:
                 for c in candidates:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from services.common.errors import FailedPrecondition, InvalidInput
-from services.router.policy import Candidate, Choice, Settings, State, choose, round_robin
+from services.router.policy import WEIGHTED_CYCLE, Candidate, Choice, Settings, State, choose, round_robin
 
 # How far one outcome moves a failure score towards 1 (failed) or 0: four
 # failures in a row take a backend from 0 to 0.68.
@@ -21,6 +21,37 @@ ERROR_STEP = 0.25
 # A score this low is dropped: the backend counts as not failing.
 FORGET_BELOW = 0.01
 NO_TELEMETRY_REASON = "no telemetry received yet for any backend: round robin over the candidates as given"
+# Longer cycles (a decision naming no one in a large fleet) are not kept.
+MAX_CYCLE = 4096
+# Candidate lists with a cycle kept at once; more, and they all start afresh.
+MAX_CYCLES = 1024
+
+
+class _Cycle:
+    """The choices for one candidate list, one per turn of the cycle,
+    computed the first time each turn comes."""
+
+    __slots__ = ("candidates", "choices")
+
+    def __init__(self, candidates: list[Candidate], length: int) -> None:
+        self.candidates = candidates
+        self.choices: list[Choice | None] = [None] * length
+
+
+def cycle_length(candidates: Sequence[Candidate], settings: Settings) -> int | None:
+    """How many turns the choices among these candidates take to repeat;
+    None when they do not repeat by turn alone: a half-open breaker's probe
+    turns keep their own count, and in-flight counts change between picks.
+    A weighted rotation repeats every WEIGHTED_CYCLE turns, half-open
+    breakers or not."""
+    if settings.share_by_capacity and any(c.capacity_rps is not None for c in candidates):
+        return WEIGHTED_CYCLE
+    eligible = 0
+    for c in candidates:
+        if c.state is State.HALF_OPEN or c.in_flight is not None:
+            return None
+        eligible += c.state is State.CLOSED
+    return len(candidates) * max(eligible, 1)
 
 
 def check_names(names: Sequence[str]) -> None:
@@ -32,10 +63,18 @@ def check_names(names: Sequence[str]) -> None:
 
 
 class Rotation:
+    """Decisions without in-flight counts repeat with the turn until a
+    backend or a setting changes, so each turn's choice is kept for its
+    candidate list (a cycle) and made once: wording a choice's reason was
+    most of what a Decide cost beyond gRPC itself."""
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self._settings = settings
         # The feature store no longer feeds what is known: reasons say so.
-        self.stale = False
+        self._stale = False
+        # Cycles by candidate list (the empty one: every backend); None for
+        # a list whose choices do not repeat by turn.
+        self._cycles: dict[tuple[str, ...], _Cycle | None] = {}
         self._by_id: dict[str, Candidate] = {}
         # Every candidate sorted by backend id, for decisions that name none;
         # None once a backend was added or removed, rebuilt when next needed.
@@ -49,6 +88,26 @@ class Rotation:
         # Backends with recent failures: (failure score in [0, 1], when it
         # was last updated). Only failing backends are kept.
         self._failing: dict[str, tuple[float, float]] = {}
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        if settings != self._settings:
+            self._settings = settings
+            self._cycles.clear()
+
+    @property
+    def stale(self) -> bool:
+        return self._stale
+
+    @stale.setter
+    def stale(self, stale: bool) -> None:
+        if stale != self._stale:
+            self._stale = stale
+            self._cycles.clear()
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -68,6 +127,7 @@ class Rotation:
         is kept as given, so the caller must not change it afterwards. A
         breaker that changed state starts its probe alternation afresh."""
         backend_id = candidate.backend_id
+        self._cycles.clear()
         old = self._by_id.get(backend_id)
         if old is None or old.state is not candidate.state:
             self._probes.pop(backend_id, None)
@@ -84,6 +144,7 @@ class Rotation:
     def replace_all(self, candidates: Sequence[Candidate]) -> None:
         """Forgets every backend not among `candidates` and puts the rest."""
         keep = {c.backend_id for c in candidates}
+        self._cycles.clear()
         for gone in [b for b in self._by_id if b not in keep]:
             del self._by_id[gone]
             self._probes.pop(gone, None)
@@ -141,6 +202,20 @@ class Rotation:
         InvalidInput names an empty, repeated or unknown candidate;
         FailedPrecondition when none is named and none is known."""
         by_id = self._by_id
+        if not in_flight:
+            key = names if type(names) is tuple else tuple(names)
+            try:
+                cycle = self._cycles[key]
+            except KeyError:
+                cycle = self._cycles[key] = self._cycle(key)
+            if cycle is not None:
+                choices = cycle.choices
+                turn = self._turn % len(choices)
+                self._turn += 1
+                choice = choices[turn]
+                if choice is None:
+                    choice = choices[turn] = choose(cycle.candidates, turn, self._settings, self._stale)
+                return choice, by_id[choice.backend_id]
         candidates: list[Candidate] | None = None
         if names and by_id:
             try:
@@ -181,6 +256,23 @@ class Rotation:
                 c.in_flight = None
                 c.error_load = 0.0
         return choice, by_id[choice.backend_id]
+
+    def _cycle(self, names: tuple[str, ...]) -> _Cycle | None:
+        """A new cycle for these names; None when their choices must be
+        made one by one (and for names pick refuses, so it refuses them)."""
+        if len(self._cycles) >= MAX_CYCLES:
+            self._cycles.clear()
+        by_id = self._by_id
+        if not by_id or len(set(names)) != len(names):
+            return None
+        found = [by_id.get(b) for b in names] if names else self._all()
+        candidates = [c for c in found if c is not None]
+        if len(candidates) != len(found):
+            return None
+        length = cycle_length(candidates, self._settings)
+        if length is None or length > MAX_CYCLE:
+            return None
+        return _Cycle(candidates, length)
 
     def _probe(self, primary: Candidate) -> None:
         """Tells each half-open backend whether this turn is one of its due

@@ -1,5 +1,7 @@
 """The rotation both the router's table and the client library decide with."""
 
+from dataclasses import replace
+
 import pytest
 
 from services.common.errors import FailedPrecondition, InvalidInput
@@ -22,6 +24,26 @@ def test_picks_are_policy_choices_in_turn():
     assert picks == [choose(cands, turn, S) for turn in range(6)]
     named = rotation.pick(["c", "a"])[0]
     assert named == choose([cands[2], cands[0]], 6, S)
+
+
+def test_kept_choices_are_the_policy_s_own_and_follow_every_change():
+    rotation = Rotation(S)
+    cands = [
+        Candidate("a", State.CLOSED, False, 30, 100.0, Basis.FORECAST, capacity_rps=30.0),
+        Candidate("b", State.OPEN, False, 30, 420.0, Basis.FORECAST, capacity_rps=10.0),
+        Candidate("c", State.CLOSED, False, 30, 120.0, Basis.FORECAST, capacity_rps=20.0),
+    ]
+    for c in cands:
+        rotation.put(c)
+    # Twice round the weighted cycle: the second time answers from what the first kept.
+    turns = 2 * 987 + 5
+    assert [rotation.pick(["a", "b", "c"])[0] for _ in range(turns)] == [choose(cands, t, S) for t in range(turns)]
+    rotation.settings = Settings(threshold_ms=300, warm_after_s=40, open_share=0.0)
+    assert {rotation.pick(["a", "b", "c"])[0].backend_id for _ in range(50)} == {"a", "c"}
+    rotation.stale = True
+    assert "feature store unreachable" in rotation.pick(["a", "b", "c"])[0].reason
+    rotation.put(replace(cands[0], state=State.OPEN))
+    assert {rotation.pick(["a", "b", "c"])[0].backend_id for _ in range(50)} == {"c"}
 
 
 def test_half_open_backend_takes_every_other_of_its_turns_and_starts_afresh_after_a_transition():
