@@ -431,10 +431,12 @@ def render(inp: Inputs, plots: list[tuple[str, str]]) -> str:
         f"Settings: the documented defaults (threshold {s.threshold_ms:.0f} ms, hysteresis {s.hysteresis}, "
         f"min open {s.min_open_s:.0f} s, recovery {s.recovery_s:.0f} s, horizon {s.horizon_s:.0f} s, open "
         f"penalty {s.open_penalty:.0f}, shares by capacity {'on' if s.share_by_capacity else 'off'}, capacity "
-        f'smoothing {s.capacity_smoothing}, open share {s.open_share:g}). "ACE" is `Decide` without in-flight '
+        f"smoothing {s.capacity_smoothing}, open share {s.open_share:g}, rate-aware "
+        f'{"on" if s.rate_aware else "off"}). "ACE" is `Decide` without in-flight '
         "counts: a weighted rotation, each backend's share following its capacity as estimated from its telemetry "
         '(`policy.capacity_rps`); "ACE, in-flight given" '
-        "is `Decide` with the proxy's requests in flight per backend (`DecideRequest.in_flight`): least-loaded.",
+        "is `Decide` with the proxy's requests in flight per backend (`DecideRequest.in_flight`): least-loaded, "
+        "the new request weighed by the backend's speed.",
         *[f"- **{what}** on held-out tuning telemetry: {_metrics(t)}." for what, t in _models(inp)],
         "- **Bounds.** The two oracles are handed the pool itself and know the present exactly, not the future: "
         "the room left to placement is the distance of a router to them.",

@@ -189,6 +189,7 @@ class RouterClient:
             error_decay_s=message.error_decay_s or Settings.error_decay_s,
             share_by_capacity=message.share_by_capacity,
             open_share=message.open_share,
+            rate_aware=message.rate_aware,
         )
         status = router_pb2.RoutingTable(
             model_version=message.model_version,
@@ -203,6 +204,7 @@ class RouterClient:
             error_decay_s=message.error_decay_s,
             share_by_capacity=message.share_by_capacity,
             open_share=message.open_share,
+            rate_aware=message.rate_aware,
         )
         with self._cond:
             self._rotation.settings = settings

@@ -117,6 +117,14 @@ def parser() -> argparse.ArgumentParser:
         help="without in-flight counts: on, each backend's share follows its estimated capacity (weighted "
         "rotation); off, plain round robin",
     )
+    config.switch(
+        p,
+        "--rate-aware",
+        env="ACE_RATE_AWARE",
+        default=defaults.rate_aware,
+        help="when the caller gives requests in flight: on, the new request counts as more than one on a backend "
+        "slower than the candidates' mean capacity (at most 1 + open penalty); off, counts alone",
+    )
     option(
         p,
         "--capacity-smoothing",
@@ -273,6 +281,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
             share_by_capacity=args.share_by_capacity,
             capacity_smoothing=args.capacity_smoothing,
             open_share=args.open_share,
+            rate_aware=args.rate_aware,
             overload_guard=args.overload_guard,
         ),
         predict_timeout_s=args.predict_timeout_s,

@@ -239,6 +239,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             error_decay_s=settings.error_decay_s,
             share_by_capacity=settings.share_by_capacity,
             open_share=settings.open_share,
+            rate_aware=settings.rate_aware,
             model_proven=status.model_proven and status.predictor_available,
             trust_reason=status.trust_reason if status.predictor_available else "",
         )

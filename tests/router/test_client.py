@@ -142,7 +142,7 @@ def test_picks_with_in_flight_counts_are_the_routers_least_loaded_decisions(rig,
     loads = [{"a": 2, "c": 1}, {"a": 1, "c": 1}, {"a": 4, "b": 0, "c": 4}, {"a": 0, "b": 2, "c": 1}]
     with RouterClient(channel) as client:
         assert client.wait(knows("a", "b", "c"), timeout_s=10)
-        assert client.table.open_penalty == 3
+        assert client.table.open_penalty == 3 and client.table.rate_aware  # the default, carried to the client
         picks = [client.pick(in_flight=load) for load in loads]
     stub = router_pb2_grpc.RouterStub(channel)
     decisions = [stub.Decide(router_pb2.DecideRequest(in_flight=load)) for load in loads]

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from services.router.policy import (
@@ -303,6 +305,29 @@ class TestLeastLoaded:
         # The rotation clears counts after each choice; the words, read later, still say what was true.
         failing.error_load, failing.in_flight, b.in_flight = 0.0, None, None
         assert choice.reason.startswith("a has been failing: it counts 3.0 more")
+
+    def test_rate_aware_weighs_the_new_request_by_the_backend_s_speed(self) -> None:
+        slow, fast = self.loaded("a", 1), self.loaded("b", 1)
+        slow.capacity_rps, fast.capacity_rps = 10.0, 30.0
+        # Speeds 0.5 and 1.5 of the mean: a counts 1 + 2, b 1 + 0.67.
+        pick = choose([slow, fast], 0, S)
+        assert (pick.backend_id, pick.action) == ("b", Action.PRIMARY)
+        assert "least loaded for its speed (1 in flight, capacity 30 requests/s)" in pick.reason
+        # Off, the counts tie and the rotation's turn decides.
+        off = replace(S, rate_aware=False)
+        assert choose([slow, fast], 0, off).backend_id == "a"
+        assert "fewest in flight (1)" in choose([slow, fast], 0, off).reason
+        # b two requests busier: a's 1 + 2 beats b's 3 + 0.67.
+        fast.in_flight = 3
+        assert choose([slow, fast], 0, S).backend_id == "a"
+
+    def test_a_slow_backend_never_counts_more_than_an_open_one(self) -> None:
+        crawling, fast = self.loaded("a", 0), self.loaded("b", 3)
+        crawling.capacity_rps, fast.capacity_rps = 0.0, 40.0
+        # a's speed is 0: its request counts 1 + open_penalty (3), not infinitely many; b counts 3 + 0.5.
+        assert choose([crawling, fast], 1, S).backend_id == "a"
+        fast.in_flight = 2
+        assert choose([crawling, fast], 0, S).backend_id == "b"
 
 
 def test_an_unproven_models_forecast_is_kept_out_of_the_breaker():

@@ -107,7 +107,7 @@ def test_in_flight_counts_make_decide_least_loaded(rig):
     assert watch.table.open_penalty == 2  # the default
     busy_c = stub.Decide(router_pb2.DecideRequest(candidates=["a", "c"], in_flight={"a": 1, "c": 2}))
     assert (busy_c.backend_id, busy_c.action) == ("a", router_pb2.PRIMARY)
-    assert "fewest in flight (1)" in busy_c.reason
+    assert "least loaded for its speed (1 in flight" in busy_c.reason
     # b (open) has none in flight, the others one: it counts 2 and is passed over.
     moved = stub.Decide(router_pb2.DecideRequest(in_flight={"a": 1, "c": 1, "z": 0}))
     assert (moved.backend_id, moved.action, list(moved.skipped)) == ("c", router_pb2.REROUTE, ["b"])
