@@ -110,6 +110,16 @@ class LeastOutstanding:
         out[b] += 1
         return b
 
+    def pick_other(self, t: float, exclude: int) -> int:
+        """The least-loaded backend but `exclude`: where a hedge goes."""
+        out = self.outstanding
+        rest = [b for b in range(self.n) if b != exclude]
+        low = min(out[b] for b in rest)
+        ties = [b for b in rest if out[b] == low]
+        b = ties[0] if len(ties) == 1 else self.rng.choice(ties)
+        out[b] += 1
+        return b
+
     def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
         self.outstanding[backend] -= 1
 

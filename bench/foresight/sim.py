@@ -29,6 +29,9 @@ first-served queue with a few service slots, driven one request at a time.
   each interval. Its choices change the queues, which change latency: the
   loop is closed. The oracle routers alone are handed the pool itself
   (bind), to bound what any router could do.
+- A router that hedges (the Hedging protocol; bench.foresight.hedging) has
+  each request still unanswered after its delay sent again to another
+  backend; the first success counts and nothing is cancelled.
 
 Latency here is modelled, not measured."""
 
@@ -119,6 +122,16 @@ class Router(Protocol):
     def tick(self, telemetry: Telemetry) -> None: ...
 
 
+class Hedging(Protocol):
+    """A router that hedges: a request still unanswered after
+    hedge_after_ms is sent again, to pick_other's backend (None: not this
+    time)."""
+
+    hedge_after_ms: float
+
+    def pick_other(self, t: float, exclude: int) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class Run:
     latency_ms: npt.NDArray[np.float32]  # per request, as the caller saw it (failures included)
@@ -131,6 +144,8 @@ class Run:
     error_rate: Floats
     # Per request: in service or queued on a backend when it crashed.
     lost: npt.NDArray[np.bool_] | None = None
+    # Copies sent by hedging.
+    hedged: int = 0
 
     @property
     def offered(self) -> int:
@@ -273,26 +288,24 @@ def run(router: Router, arrivals: Arrivals, scenario: Scenario, pool: Pool) -> R
 
     times = arrivals.times.tolist()
     sizes = arrivals.sizes.tolist()
-    for i in range(n):
-        t = times[i]
-        while t >= next_tick:
-            drain(next_tick)
-            emit(next_tick)
-            next_tick += interval
-        if completions and completions[0][0] <= t:
-            drain(t)
-        if pending and pending[0].start_s <= t:
-            begin_outages(t)
-        b = router.pick(t)
+    # Hedging (Dean and Barroso's hedged requests), for routers that say
+    # after how long: a request still unanswered then is sent again to
+    # another backend, and the first success counts. The copy takes a slot
+    # like any request (nothing is cancelled).
+    hedging: Hedging | None = router if hasattr(router, "pick_other") and hasattr(router, "hedge_after_ms") else None  # type: ignore[assignment]
+    hedge_after = hedging.hedge_after_ms if hedging is not None else None
+    hedges: list[tuple[float, int, int]] = []
+    copy_draws = np.random.default_rng(scenario.seed * 7_919 + 3).random(n).tolist()
+    hedged = 0
+
+    def place(i: int, t: float, b: int, draw: float) -> tuple[float, bool, bool]:
+        """Sends request i to backend b at t: its latency (s), whether it
+        failed, whether it was lost in a crash."""
         routed[b] += 1
         in_system[b] += 1
-        chosen[i] = b
         if down_until[b] > t:
-            lat_s, fail, service = fail_fast_s, True, 0.0
-            heapq.heappush(completions, (t + lat_s, b, lat_s * 1000.0, fail, service))
-            latency[i] = lat_s * 1000.0
-            failed[i] = True
-            continue
+            heapq.heappush(completions, (t + fail_fast_s, b, fail_fast_s * 1000.0, True, 0.0))
+            return fail_fast_s, True, False
         slots = free[b]
         start = slots[0] if slots[0] > t else t
         wait = start - t
@@ -312,21 +325,63 @@ def run(router: Router, arrivals: Arrivals, scenario: Scenario, pool: Pool) -> R
             fail = lat_s > timeout_s
             if fail:
                 lat_s = timeout_s
-            elif error_prob is not None and draws[i] < error_prob[b][min(int(start), last_second)]:
+            elif error_prob is not None and draw < error_prob[b][min(int(start), last_second)]:
                 fail = True
+        was_lost = False
         if kills[b]:
             for at in kills[b]:
                 if t < at < t + lat_s:
-                    lat_s, fail, lost[i] = at - t, True, True
+                    lat_s, fail, was_lost = at - t, True, True
                     service = 0.0
                     break
         heapq.heappush(completions, (t + lat_s, b, lat_s * 1000.0, fail, service))
+        return lat_s, fail, was_lost
+
+    def hedge(th: float, i: int, first: int) -> None:
+        nonlocal hedged
+        assert hedging is not None
+        b = hedging.pick_other(th, first)
+        if b is None:
+            return
+        hedged += 1
+        lat_s, fail, _ = place(i, th, b, copy_draws[i])
+        total_ms = (th - times[i] + lat_s) * 1000.0
+        if not fail and (failed[i] or total_ms < latency[i]):
+            latency[i], failed[i], lost[i] = total_ms, False, False
+
+    def advance(until: float, inclusive: bool) -> None:
+        """Ticks and hedges in event-time order up to `until`."""
+        nonlocal next_tick
+        while True:
+            th = hedges[0][0] if hedges else math.inf
+            if next_tick <= th and (next_tick <= until if inclusive else next_tick < until):
+                drain(next_tick)
+                emit(next_tick)
+                next_tick += interval
+            elif th < until or (inclusive and th == until):
+                _, i, first = heapq.heappop(hedges)
+                drain(th)
+                if pending and pending[0].start_s <= th:
+                    begin_outages(th)
+                hedge(th, i, first)
+            else:
+                return
+
+    for i in range(n):
+        t = times[i]
+        advance(t, inclusive=True)
+        if completions and completions[0][0] <= t:
+            drain(t)
+        if pending and pending[0].start_s <= t:
+            begin_outages(t)
+        b = router.pick(t)
+        chosen[i] = b
+        lat_s, fail, lost[i] = place(i, t, b, draws[i])
         latency[i] = lat_s * 1000.0
         failed[i] = fail
-    while next_tick <= end:
-        drain(next_tick)
-        emit(next_tick)
-        next_tick += interval
+        if hedge_after is not None and lat_s * 1000.0 > hedge_after:
+            heapq.heappush(hedges, (t + hedge_after / 1000.0, i, b))
+    advance(end, inclusive=True)
     return Run(
         latency_ms=np.asarray(latency, dtype=np.float32),
         backend=np.asarray(chosen, dtype=np.int8),
@@ -337,4 +392,5 @@ def run(router: Router, arrivals: Arrivals, scenario: Scenario, pool: Pool) -> R
         latency_tel_ms=np.asarray([x.latency_ms for x in ticks]).reshape(len(ticks), n_b),
         error_rate=np.asarray([x.error_rate for x in ticks]).reshape(len(ticks), n_b),
         lost=np.asarray(lost, dtype=np.bool_),
+        hedged=hedged,
     )
