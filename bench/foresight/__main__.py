@@ -37,8 +37,9 @@ def parser() -> argparse.ArgumentParser:
         "--history",
         choices=sorted(runner.HISTORIES),
         default="own",
-        help="what each ACE row's model learns: the history of its own placement (ACE's reactive weighted rotation for plain Decide, "
-        "least outstanding with in-flight counts), round robin's for both, or both histories for both",
+        help="what each ACE row's model learns: the history of its own placement without a model (the router's "
+        "reactive weighted rotation for plain Decide, its reactive least-loaded choice with in-flight counts); "
+        "least outstanding's for the in-flight row instead; round robin's for both; or both for both",
     )
     p.add_argument("--no-real", action="store_true", help="skip the real-telemetry replays")
     p.add_argument(

@@ -26,6 +26,9 @@ Floats = npt.NDArray[np.float64]
 
 ACE = "ACE"
 REACTIVE = "reactive latency breaker"
+# The router without a model, given in-flight counts: what a fleet whose
+# proxy sends them records before the trust gate lets a model drive it.
+REACTIVE_IN_FLIGHT = "reactive latency breaker, in-flight given"
 # ACE when the caller says how many requests it has in flight per backend
 # (DecideRequest.in_flight, RouterClient.pick): policy.choose places
 # least-loaded, open breakers counting policy.Settings.open_penalty more.
@@ -144,6 +147,8 @@ def make_router(name: str, cfg: Config, seed: int, models: Models | None) -> sim
     base, settings = variant(name, cfg.settings)
     if base == REACTIVE:
         return routers.AceRouter(name, n, settings, None)
+    if base == REACTIVE_IN_FLIGHT:
+        return routers.AceRouter(name, n, settings, None, load_aware=True)
     if models is None:
         raise ValueError(f"{name} needs the trained model")
     if base == ACE:
@@ -265,7 +270,8 @@ def run_all(
 # half-open in every interval. "round robin" is that old way, and "both"
 # one model for both rows that learns both histories.
 HISTORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "own": ((REACTIVE,), ("least outstanding",)),
+    "own": ((REACTIVE,), (REACTIVE_IN_FLIGHT,)),
+    "least outstanding": ((REACTIVE,), ("least outstanding",)),
     "round robin": (("round robin",), ("round robin",)),
     "both": (("round robin", "least outstanding"), ("round robin", "least outstanding")),
 }
