@@ -44,6 +44,7 @@ def _measure(
     jobs: list[load.Job] = [
         ("echo", addr[small], fixtures.ECHO_METHOD, request),
         (f"decide@{small}", addr[small], fixtures.DECIDE_METHOD, request),
+        ("canned", addr[small], fixtures.CANNED_METHOD, request),
         ("echo+metrics", f"127.0.0.1:{metered.port}", fixtures.ECHO_METHOD, request),
         ("decide+metrics", f"127.0.0.1:{metered.port}", fixtures.DECIDE_METHOD, request),
     ]
@@ -75,6 +76,15 @@ def _measure(
             us(pct(metrics_on, 50)),
             f"metrics off {us(pct(decide, 50))}; echo {us(pct(seq['echo+metrics'], 50))} on, {us(pct(echo, 50))} off",
             f"{pct(metrics_on, 50) / pct(decide, 50):.2f} {TIMES} off",
+            "—",
+            None,
+        ),
+        Row(
+            "`Decide` p50 against a typed method on the same server that parses a `DecideRequest` and answers a "
+            "prebuilt `Decision` (gRPC's typed path, no decision)",
+            us(pct(decide, 50)),
+            f"typed {us(pct(seq['canned'], 50))}; echo {us(pct(echo, 50))}",
+            f"{pct(decide, 50) / pct(seq['canned'], 50):.2f} {TIMES} typed",
             "—",
             None,
         ),

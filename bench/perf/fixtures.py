@@ -26,6 +26,8 @@ from services.trainer.publish import metadata_of
 ECHO_SERVICE = "bench.Echo"
 ECHO_METHOD = f"/{ECHO_SERVICE}/Echo"
 DECIDE_METHOD = "/ace.v1.Router/Decide"
+CANNED_SERVICE = "bench.Canned"
+CANNED_METHOD = f"/{CANNED_SERVICE}/Decide"
 
 
 def quiet() -> None:
@@ -101,6 +103,22 @@ def echo_handler() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(ECHO_SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(_echo)})
 
 
+def canned_handler(answer: router_pb2.Decision) -> grpc.GenericRpcHandler:
+    """A typed method shaped like Decide (parses a DecideRequest, serialises
+    a Decision) that answers `answer` without deciding: what gRPC's typed
+    path costs beyond the echo's raw bytes."""
+
+    def canned(request: router_pb2.DecideRequest, context: grpc.ServicerContext) -> router_pb2.Decision:
+        return answer
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        canned,
+        request_deserializer=router_pb2.DecideRequest.FromString,
+        response_serializer=router_pb2.Decision.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(CANNED_SERVICE, {"Decide": handler})
+
+
 def router_with_echo(table: RoutingTable, *, metrics: bool = False) -> RunningServer:
     """The router's servicer over `table`, on the server setup every ACE
     service uses (error interceptor, health, reflection, thread pool), with
@@ -109,9 +127,13 @@ def router_with_echo(table: RoutingTable, *, metrics: bool = False) -> RunningSe
     interceptor, the decision counter and the collectors (which cost only
     when scraped, and nothing scrapes during a benchmark)."""
 
+    servicer = RouterServicer(table, table.settings)
+    # A real answer of this table, so the canned one has Decide's size.
+    answer = servicer.Decide(router_pb2.DecideRequest.FromString(decide_request(5)), None)
+
     def register(server: grpc.Server) -> None:
-        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(table, table.settings), server)
-        server.add_generic_rpc_handlers([echo_handler()])
+        router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
+        server.add_generic_rpc_handlers([echo_handler(), canned_handler(answer)])
 
     setup = operations.setup(0, table, TransitionLog(table), lambda: None) if metrics else None
     return start_server(
