@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bench.foresight import faults, runner, sim, traffic
+from bench.foresight import faults, runner, score, sim, traffic
 from bench.foresight.routers import LeastOutstanding
 from bench.foresight.sim import Telemetry
 
@@ -65,17 +65,19 @@ class Hedged:
 
 @dataclass
 class Tally:
-    over: int = 0
-    scored: int = 0
+    users: score.Users = field(default_factory=score.Users)
     copies: int = 0
+    # Every request, the warm-up's too: what the copies are a share of.
     requests: int = 0
 
-    def add(self, run: sim.Run, score_from_s: float, slo_ms: float) -> None:
-        scored = run.arrival_s >= score_from_s
-        self.over += int(((run.latency_ms > slo_ms) | run.failed)[scored].sum())
-        self.scored += int(scored.sum())
-        self.copies += run.hedged
-        self.requests += len(run.latency_ms)
+    def add(self, other: Tally) -> None:
+        self.users.add(other.users)
+        self.copies += other.copies
+        self.requests += other.requests
+
+
+def tally(run: sim.Run, cfg: runner.Config) -> Tally:
+    return Tally(score.users(run, cfg.pool, cfg.score_from_s), run.hedged, len(run.latency_ms))
 
 
 # (delay ms, budget share); (None, None) is no hedging.
@@ -103,8 +105,7 @@ def measure(
                     after, share = v
                     base = LeastOutstanding(cfg.pool.backends, seed)
                     router = base if after is None else Hedged(base, after, share, burst)
-                    tally = out[v].setdefault(fault, Tally())
-                    tally.add(sim.run(router, arrivals, scenario, cfg.pool), cfg.score_from_s, cfg.pool.slo_ms)
+                    out[v].setdefault(fault, Tally()).add(tally(sim.run(router, arrivals, scenario, cfg.pool), cfg))
     return out
 
 
@@ -121,11 +122,10 @@ def table(results: dict[tuple[float | None, float | None], dict[str, Tally]]) ->
     for v, by_fault in results.items():
         every = Tally()
         for t in by_fault.values():
-            every.over, every.scored = every.over + t.over, every.scored + t.scored
-            every.copies, every.requests = every.copies + t.copies, every.requests + t.requests
-        cells = [f"{100 * by_fault[f].over / by_fault[f].scored:.2f}%" for f in faults.FAULTS]
+            every.add(t)
+        cells = [f"{100 * by_fault[f].users.over_share:.2f}%" for f in faults.FAULTS]
         copies = f"{100 * every.copies / every.requests:.1f}%"
-        rows.append(f"| {_label(v)} | {copies} | {100 * every.over / every.scored:.2f}% | " + " | ".join(cells) + " |")
+        rows.append(f"| {_label(v)} | {copies} | {100 * every.users.over_share:.2f}% | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 

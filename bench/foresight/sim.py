@@ -349,16 +349,16 @@ def run(router: Router, arrivals: Arrivals, scenario: Scenario, pool: Pool) -> R
         if not fail and (failed[i] or total_ms < latency[i]):
             latency[i], failed[i], lost[i] = total_ms, False, False
 
-    def advance(until: float, inclusive: bool) -> None:
-        """Ticks and hedges in event-time order up to `until`."""
+    def advance(until: float) -> None:
+        """Ticks and hedges in event-time order up to `until`, inclusive."""
         nonlocal next_tick
         while True:
             th = hedges[0][0] if hedges else math.inf
-            if next_tick <= th and (next_tick <= until if inclusive else next_tick < until):
+            if next_tick <= th and next_tick <= until:
                 drain(next_tick)
                 emit(next_tick)
                 next_tick += interval
-            elif th < until or (inclusive and th == until):
+            elif th <= until:
                 _, i, first = heapq.heappop(hedges)
                 drain(th)
                 if pending and pending[0].start_s <= th:
@@ -369,7 +369,9 @@ def run(router: Router, arrivals: Arrivals, scenario: Scenario, pool: Pool) -> R
 
     for i in range(n):
         t = times[i]
-        advance(t, inclusive=True)
+        # Most arrivals have neither a tick nor a hedge due before them.
+        if next_tick <= t or (hedges and hedges[0][0] <= t):
+            advance(t)
         if completions and completions[0][0] <= t:
             drain(t)
         if pending and pending[0].start_s <= t:
@@ -381,7 +383,7 @@ def run(router: Router, arrivals: Arrivals, scenario: Scenario, pool: Pool) -> R
         failed[i] = fail
         if hedge_after is not None and lat_s * 1000.0 > hedge_after:
             heapq.heappush(hedges, (t + hedge_after / 1000.0, i, b))
-    advance(end, inclusive=True)
+    advance(end)
     return Run(
         latency_ms=np.asarray(latency, dtype=np.float32),
         backend=np.asarray(chosen, dtype=np.int8),

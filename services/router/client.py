@@ -178,19 +178,7 @@ class RouterClient:
     def _apply(self, message: router_pb2.RoutingTable) -> None:
         # Converted before taking the lock, so picks wait only for the puts.
         candidates = [wire.candidate(route) for route in message.backends]
-        settings = Settings(
-            threshold_ms=message.threshold_ms,
-            horizon_s=message.horizon_s,
-            # A router that predates the field sends 0; its own default is
-            # the best guess of what it used.
-            warm_after_s=message.warm_after_s or Settings.warm_after_s,
-            open_penalty=message.open_penalty,
-            error_penalty=message.error_penalty,
-            error_decay_s=message.error_decay_s or Settings.error_decay_s,
-            share_by_capacity=message.share_by_capacity,
-            open_share=message.open_share,
-            rate_aware=message.rate_aware,
-        )
+        settings = wire.settings(message)
         status = router_pb2.RoutingTable(
             model_version=message.model_version,
             threshold_ms=message.threshold_ms,

@@ -429,7 +429,7 @@ def choose(candidates: Sequence[Candidate], turn: int, settings: Settings, stale
         raise ValueError("choose needs at least one candidate")
     if any(c.in_flight is not None for c in candidates):
         return _least_loaded(candidates, turn, settings, stale)
-    if settings.share_by_capacity and any(c.capacity_rps is not None for c in candidates):
+    if weighted(candidates, settings):
         return _weighted(candidates, turn, settings, stale)
     n = len(candidates)
     start = turn % n
@@ -456,6 +456,12 @@ def choose(candidates: Sequence[Candidate], turn: int, settings: Settings, stale
 # that repeats lets the client library keep each turn's choice.
 WEIGHTED_CYCLE = 987
 _STRIDE = 610
+
+
+def weighted(candidates: Sequence[Candidate], settings: Settings) -> bool:
+    """Whether a choice among these candidates without in-flight counts is
+    a weighted rotation (else round robin)."""
+    return settings.share_by_capacity and any(c.capacity_rps is not None for c in candidates)
 
 
 def _draw(candidates: Sequence[Candidate], weights: list[float], total: float, u: float) -> Candidate:

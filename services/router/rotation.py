@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from services.common.errors import FailedPrecondition, InvalidInput
-from services.router.policy import WEIGHTED_CYCLE, Candidate, Choice, Settings, State, choose, round_robin
+from services.router.policy import WEIGHTED_CYCLE, Candidate, Choice, Settings, State, choose, round_robin, weighted
 
 # How far one outcome moves a failure score towards 1 (failed) or 0: four
 # failures in a row take a backend from 0 to 0.68.
@@ -38,13 +38,13 @@ class _Cycle:
         self.choices: list[Choice | None] = [None] * length
 
 
-def cycle_length(candidates: Sequence[Candidate], settings: Settings) -> int | None:
+def _cycle_length(candidates: Sequence[Candidate], settings: Settings) -> int | None:
     """How many turns the choices among these candidates take to repeat;
     None when they do not repeat by turn alone: a half-open breaker's probe
     turns keep their own count, and in-flight counts change between picks.
     A weighted rotation repeats every WEIGHTED_CYCLE turns, half-open
     breakers or not."""
-    if settings.share_by_capacity and any(c.capacity_rps is not None for c in candidates):
+    if weighted(candidates, settings):
         return WEIGHTED_CYCLE
     eligible = 0
     for c in candidates:
@@ -269,7 +269,7 @@ class Rotation:
         candidates = [c for c in found if c is not None]
         if len(candidates) != len(found):
             return None
-        length = cycle_length(candidates, self._settings)
+        length = _cycle_length(candidates, self._settings)
         if length is None or length > MAX_CYCLE:
             return None
         return _Cycle(candidates, length)

@@ -1,12 +1,13 @@
 """The router's plain values on the wire: the policy's enums as ace.v1
-enums and back, and a routing-table row as the Candidate a decision reads.
+enums and back, a routing-table row as the Candidate a decision reads, and
+a routing table's fields as the Settings it decides with.
 The router's servicer and the client library both convert here, so a
 client's Candidate is the one the router's own table holds."""
 
 from __future__ import annotations
 
 from ace.v1 import router_pb2
-from services.router.policy import Action, Basis, Candidate, State
+from services.router.policy import Action, Basis, Candidate, Settings, State
 
 ACTION = {
     Action.PRIMARY: router_pb2.PRIMARY,
@@ -39,4 +40,21 @@ def candidate(route: router_pb2.BackendRoute) -> Candidate:
         basis=BASIS_OF.get(route.basis, Basis.COLD_START),
         covered_s=route.window_covered_s,
         capacity_rps=route.capacity_rps if route.HasField("capacity_rps") else None,
+    )
+
+
+def settings(table: router_pb2.RoutingTable) -> Settings:
+    """The policy settings a routing table says the router decides with."""
+    return Settings(
+        threshold_ms=table.threshold_ms,
+        horizon_s=table.horizon_s,
+        # A router that predates the field sends 0; its own default is
+        # the best guess of what it used.
+        warm_after_s=table.warm_after_s or Settings.warm_after_s,
+        open_penalty=table.open_penalty,
+        error_penalty=table.error_penalty,
+        error_decay_s=table.error_decay_s or Settings.error_decay_s,
+        share_by_capacity=table.share_by_capacity,
+        open_share=table.open_share,
+        rate_aware=table.rate_aware,
     )

@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ace.v1 import predictor_pb2, router_pb2
 from services.router import wire
-from services.router.policy import WEIGHTED_CYCLE, Settings, choose
+from services.router.policy import WEIGHTED_CYCLE, choose, weighted
 
 STATES = {router_pb2.CLOSED: "closed", router_pb2.OPEN: "OPEN", router_pb2.HALF_OPEN: "half-open"}
 BASES = {
@@ -84,9 +84,9 @@ def shares(t: router_pb2.RoutingTable) -> dict[str, float] | None:
     no in-flight counts, as the router's own policy would make them over one
     cycle of its weighted rotation; None when it places by round robin."""
     candidates = [wire.candidate(r) for r in t.backends]
-    if not t.share_by_capacity or not any(c.capacity_rps is not None for c in candidates):
+    settings = wire.settings(t)
+    if not weighted(candidates, settings):
         return None
-    settings = Settings(threshold_ms=t.threshold_ms, horizon_s=t.horizon_s, open_share=t.open_share)
     picks = Counter(choose(candidates, turn, settings).backend_id for turn in range(WEIGHTED_CYCLE))
     return {c.backend_id: picks[c.backend_id] / WEIGHTED_CYCLE for c in candidates}
 
