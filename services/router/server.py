@@ -18,6 +18,7 @@ from services.common.serving import RunningServer, start_server
 from services.common.slots import StreamSlots
 from services.common.timeutil import set_timestamp
 from services.router import explain, operations, risk
+from services.router.answers import Answers
 from services.router.config import RouterConfig
 from services.router.forward import OutcomeForwarder
 from services.router.outcomes import DecisionLog, Status
@@ -27,7 +28,7 @@ from services.router.summaries import Report, Summaries, report_all
 from services.router.sync import TableSync
 from services.router.table import STATUS_KEY, Entry, RoutingTable
 from services.router.transitions import TransitionLog
-from services.router.wire import ACTION, BASIS, STATE
+from services.router.wire import BASIS, STATE
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 WATCH_POLL_S = 0.5
@@ -69,28 +70,14 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         # by start() always has one, a bare servicer keeps them to itself.
         self._summaries = summaries if summaries is not None else Summaries()
         self._streams = StreamSlots(max_streams)
+        self._answers = Answers()
 
     def Decide(self, request: router_pb2.DecideRequest, context: grpc.ServicerContext) -> router_pb2.Decision:
         # A list, read once: the decision walks the names twice (lookup and
         # uniqueness), and each read of a protobuf repeated field makes a new str.
-        decided = self._table.decide(list(request.candidates), request.in_flight or None)
-        choice = decided.choice
-        decision = router_pb2.Decision(
-            request_id=request.request_id,
-            backend_id=choice.backend_id,
-            action=ACTION[choice.action],
-            reason=choice.reason,
-            model_version=decided.model_version,
-            fallbacks=choice.fallbacks,
-            skipped=choice.skipped,
-            basis=BASIS[decided.basis],
-            decision_id=decided.decision_id,
-        )
-        if decided.state is not None:
-            decision.predicted_latency_ms = decided.risk_ms or 0.0
-            decision.breaker_state = STATE[decided.state]
-            set_timestamp(decision.as_of, decided.as_of)
-        return decision
+        in_flight = request.in_flight or None
+        decided = self._table.decide(list(request.candidates), in_flight)
+        return self._answers.answer(request.request_id, decided, repeats=in_flight is None)
 
     def GetRoutingTable(
         self, request: router_pb2.GetRoutingTableRequest, context: grpc.ServicerContext
