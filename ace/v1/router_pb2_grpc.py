@@ -178,7 +178,13 @@ class RouterServicer:
         also moves its backend's failure score at once: a backend whose recent
         requests failed counts as busier in least-loaded decisions
         (RoutingTable.error_penalty), so one that fails fast does not draw
-        traffic by looking idle.
+        traffic by looking idle. It also ends the decision's count among the
+        requests the router placed and no outcome has ended: while at least 90%
+        of decisions end by an outcome within 60 s, and outcomes arrive within
+        the requests' own latency of their end (on running means), Decide
+        calls without in_flight are placed least-loaded on those counts
+        (router flag --count-reported). A proxy that batches its reports for
+        longer than its requests last gets the weighted rotation instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from bench.foresight import faults, realtel, runner, score
+from bench.foresight import faults, realtel, routers, runner, score
 from bench.foresight.runner import CaseResult, Timeline, Trained
 from services.trainer.train import TrainedModel
 
@@ -370,8 +370,11 @@ def write(inp: Inputs, out_dir: Path) -> Path:
 def _learns(history: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
     plain, in_flight = (" and ".join(h) for h in history)
     if plain == in_flight:
-        return f"{plain} for both ACE rows"
-    return f"its own placement: {plain} for ACE, {in_flight} for ACE, in-flight given"
+        return f"{plain} for every ACE row"
+    return (
+        f"its own placement: {plain} for ACE, {in_flight} for ACE, in-flight given "
+        "(and for ACE, outcomes reported, whose reactive placement is the same least-loaded choice)"
+    )
 
 
 def _models(inp: Inputs) -> list[tuple[str, TrainedModel]]:
@@ -436,7 +439,10 @@ def render(inp: Inputs, plots: list[tuple[str, str]]) -> str:
         "counts: a weighted rotation, each backend's share following its capacity as estimated from its telemetry "
         '(`policy.capacity_rps`); "ACE, in-flight given" '
         "is `Decide` with the proxy's requests in flight per backend (`DecideRequest.in_flight`): least-loaded, "
-        "the new request weighed by the backend's speed.",
+        'the new request weighed by the backend\'s speed; "ACE, outcomes reported" is `Decide` without counts from '
+        "a proxy that reports how each request ended (`ReportOutcomes`) "
+        f"{1000 * routers.REPORT_DELAY_S:.0f} ms after it did: the router places least-loaded on its own counts "
+        "of the requests no outcome has ended (`services/router/outstanding.py`), with the in-flight row's model.",
         *[f"- **{what}** on held-out tuning telemetry: {_metrics(t)}." for what, t in _models(inp)],
         "- **Bounds.** The two oracles are handed the pool itself and know the present exactly, not the future: "
         "the room left to placement is the distance of a router to them.",
@@ -459,7 +465,7 @@ def render(inp: Inputs, plots: list[tuple[str, str]]) -> str:
         "",
     ]
     if "least outstanding" in inp.names and real_peers(inp):
-        for name in (runner.ACE, runner.ACE_IN_FLIGHT):
+        for name in runner.ACE_ROWS:
             if name in inp.names:
                 parts += [f"{name}:", "", targets_table(inp, name), ""]
         parts += [findings(inp), ""]
@@ -522,7 +528,7 @@ def findings(inp: Inputs) -> str:
             b = min(shares, key=shares.__getitem__)
             o = min(share(runner.ORACLE_SED, keep), share(runner.CENTRAL_QUEUE, keep))
             lines.append(f"  - `{f}`: {b} {_pct(share(b, keep))} → {_pct(o)}")
-    for name in (runner.ACE, runner.ACE_IN_FLIGHT):
+    for name in runner.ACE_ROWS:
         if name not in inp.names:
             continue
         worse = [
@@ -586,5 +592,5 @@ is modelled and cite its source:
   reports every 10 s, 10 s blackout, 3 min expiry, EDF scheduling);
 - the reactive latency breaker: ACE's own table and policy run on the observed p95, as the router does when its
   predictor is down;
-- ACE, and ACE told the requests in flight per backend (see Setup);
+- ACE; ACE told the requests in flight per backend; ACE told how each request ended (see Setup);
 - oracle shortest expected delay and central queue: see Setup; they cannot be built, they bound."""

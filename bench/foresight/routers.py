@@ -43,6 +43,7 @@ from bench.foresight.sim import Telemetry
 from services.common import features, synthetic
 from services.common.window import Window, WindowLimits
 from services.predictor.model import LoadedModel
+from services.router.outcomes import DecisionLog
 from services.router.policy import Settings, State
 from services.router.sync import LATENCY_INDEX
 from services.router.table import RoutingTable, Update
@@ -51,6 +52,10 @@ Floats = npt.NDArray[np.float64]
 
 # Seconds since the epoch of the run's time 0 in the telemetry ACE sees.
 EPOCH = synthetic.EPOCH
+# How long after a request ends its outcome reaches the router (the "ACE,
+# outcomes reported" row): a proxy that sends ReportOutcomes as its requests
+# end, a few at a time. docs/routing.md gives the row at other delays.
+REPORT_DELAY_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -298,12 +303,16 @@ class AceRouter:
         model: LoadedModel | None,
         limits: WindowLimits | None = None,
         load_aware: bool = False,
+        reports: bool = False,
     ) -> None:
         self.name = name
         # Load-aware: the router is told the requests outstanding per backend
         # (DecideRequest.in_flight, as a proxy knows its own).
         self.load_aware = load_aware
-        self.wants_done = load_aware
+        # Reports: the caller sends no counts but reports how each request
+        # ended (ReportOutcomes), REPORT_DELAY_S after it did.
+        self.reports = reports
+        self.wants_done = load_aware or reports
         self.n = n
         self.settings = settings
         self.model = model
@@ -313,7 +322,13 @@ class AceRouter:
         self.windows = [Window(limits or WindowLimits()) for _ in range(n)]
         # Event time, for the table's clock: failure scores fade in it.
         self.now = 0.0
-        self.table = RoutingTable(settings, clock=lambda: self.now)
+        self.log = DecisionLog(clock=lambda: self.now) if reports else None
+        self.table = RoutingTable(settings, self.log, clock=lambda: self.now)
+        # Per backend, the decisions placed there that have not ended, oldest
+        # first; and the ends not yet reported: (reported at, decision id,
+        # backend, latency ms, failed).
+        self.placed: list[deque[str]] = [deque() for _ in range(n)]
+        self.unreported: deque[tuple[float, str, int, float, bool]] = deque()
         self.states = [State.CLOSED.value] * n
         self.trail: Trail | None = Trail()
 
@@ -363,6 +378,13 @@ class AceRouter:
         self.trail.states.append(list(self.states))
 
     def pick(self, t: float) -> int:
+        if self.reports:
+            self.now = t
+            self._report(t)
+            decided = self.table.decide(self.ids)
+            b = self.index[decided.choice.backend_id]
+            self.placed[b].append(decided.decision_id)
+            return b
         if self.load_aware:
             self.now = t
             backend_id = self.table.decide(self.ids, self.in_flight).choice.backend_id
@@ -371,7 +393,23 @@ class AceRouter:
             backend_id = self.table.decide(self.ids).choice.backend_id
         return self.index[backend_id]
 
+    def _report(self, t: float) -> None:
+        """Sends the ends that are due, as the servicer's ReportOutcomes takes them."""
+        assert self.log is not None
+        due = self.unreported
+        while due and due[0][0] <= t:
+            _, decision_id, b, latency_ms, failed = due.popleft()
+            receipt = self.log.report(decision_id, latency_ms=None if failed else latency_ms, failed=failed)
+            if receipt.recorded is not None:
+                self.table.note_outcome(self.ids[b], failed, decision_id, None if failed else latency_ms)
+
     def done(self, backend: int, t: float, latency_ms: float, failed: bool, service_ms: float, queue: int) -> None:
+        if self.reports:
+            # Which of the backend's requests ended does not change a count:
+            # the oldest stands for it.
+            decision_id = self.placed[backend].popleft()
+            self.unreported.append((t + REPORT_DELAY_S, decision_id, backend, latency_ms, failed))
+            return
         if self.load_aware:
             # The proxy that counts its requests in flight also reports how
             # each ended (ReportOutcomes).

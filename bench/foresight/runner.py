@@ -33,6 +33,11 @@ REACTIVE_IN_FLIGHT = "reactive latency breaker, in-flight given"
 # (DecideRequest.in_flight, RouterClient.pick): policy.choose places
 # least-loaded, open breakers counting policy.Settings.open_penalty more.
 ACE_IN_FLIGHT = "ACE, in-flight given"
+# ACE when the caller sends no counts but reports how each request ended
+# (ReportOutcomes): the router counts what it placed and no outcome has
+# ended (services/router/outstanding.py).
+ACE_REPORTED = "ACE, outcomes reported"
+ACE_ROWS = (ACE, ACE_IN_FLIGHT, ACE_REPORTED)
 ORACLE_SED = oracles.OracleSed.name
 CENTRAL_QUEUE = oracles.CentralQueue.name
 ORACLES = (ORACLE_SED, CENTRAL_QUEUE)
@@ -48,6 +53,7 @@ ROUTERS = (
     REACTIVE,
     ACE,
     ACE_IN_FLIGHT,
+    ACE_REPORTED,
     ORACLE_SED,
     CENTRAL_QUEUE,
 )
@@ -155,6 +161,8 @@ def make_router(name: str, cfg: Config, seed: int, models: Models | None) -> sim
         return routers.AceRouter(name, n, settings, models.ace)
     if base == ACE_IN_FLIGHT:
         return routers.AceRouter(name, n, settings, models.ace_in_flight, load_aware=True)
+    if base == ACE_REPORTED:
+        return routers.AceRouter(name, n, settings, models.ace_in_flight, reports=True)
     raise ValueError(f"unknown router {name!r}")
 
 

@@ -125,6 +125,14 @@ def parser() -> argparse.ArgumentParser:
         help="when the caller gives requests in flight: on, the new request counts as more than one on a backend "
         "slower than the candidates' mean capacity (at most 1 + open penalty); off, counts alone",
     )
+    config.switch(
+        p,
+        "--count-reported",
+        env="ACE_COUNT_REPORTED",
+        default=defaults.count_reported,
+        help="without in-flight counts: on, once callers report how their requests end (ReportOutcomes) soon "
+        "enough, place least-loaded on the router's own counts of requests not yet reported ended; off, never",
+    )
     option(
         p,
         "--capacity-smoothing",
@@ -282,6 +290,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
             capacity_smoothing=args.capacity_smoothing,
             open_share=args.open_share,
             rate_aware=args.rate_aware,
+            count_reported=args.count_reported,
             overload_guard=args.overload_guard,
         ),
         predict_timeout_s=args.predict_timeout_s,

@@ -145,6 +145,10 @@ class Settings:
     # learning this placement's own reactive history: 2.07%, and 2.8
     # breaker changes per backend-hour; docs/routing.md.)
     rate_aware: bool = True
+    # Decide without in-flight counts places least-loaded on the router's
+    # own counts of requests whose end no outcome has reported yet
+    # (services/router/outstanding.py), while the callers report outcomes.
+    count_reported: bool = True
 
     @property
     def close_below_ms(self) -> float:

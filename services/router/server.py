@@ -75,9 +75,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     def Decide(self, request: router_pb2.DecideRequest, context: grpc.ServicerContext) -> router_pb2.Decision:
         # A list, read once: the decision walks the names twice (lookup and
         # uniqueness), and each read of a protobuf repeated field makes a new str.
-        in_flight = request.in_flight or None
-        decided = self._table.decide(list(request.candidates), in_flight)
-        return self._answers.answer(request.request_id, decided, repeats=in_flight is None)
+        decided = self._table.decide(list(request.candidates), request.in_flight or None)
+        return self._answers.answer(request.request_id, decided, repeats=not decided.load_aware)
 
     def GetRoutingTable(
         self, request: router_pb2.GetRoutingTableRequest, context: grpc.ServicerContext
@@ -158,7 +157,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             # A request that ended (latency or failure), not a late quality
             # score: failures count as load in least-loaded choices.
             if receipt.recorded is not None and (report.failed or report.latency_ms is not None):
-                self._table.note_outcome(receipt.recorded.backend_id, report.failed)
+                self._table.note_outcome(
+                    receipt.recorded.backend_id, report.failed, report.decision_id, report.latency_ms
+                )
         return router_pb2.ReportOutcomesResponse(
             receipts=[
                 router_pb2.OutcomeReceipt(

@@ -18,6 +18,7 @@ import structlog
 from services.common.changes import ChangeFeed
 from services.common.features import FEATURE_NAMES, LATENCY_INDEX, N_FEATURES
 from services.router.outcomes import DecisionLog
+from services.router.outstanding import Outstanding
 from services.router.policy import Basis, Breaker, Candidate, Choice, Settings, State, capacity_rps, expire, observe
 from services.router.policy_shadow import PolicyShadow
 from services.router.rotation import Rotation
@@ -100,6 +101,12 @@ class Decided:
     risk_ms: float | None = None
     as_of: float = 0.0
     decision_id: str = ""  # empty when the table keeps no decision log
+    # The choice weighed in-flight counts (the caller's, or the router's
+    # from reported outcomes), so it does not repeat with the turn.
+    load_aware: bool = False
+
+
+COUNTED_NOTE = "; in-flight counts are this router's, from the outcomes its callers report"
 
 
 class RoutingTable:
@@ -121,6 +128,10 @@ class RoutingTable:
         # What decisions read: one ready Candidate per backend, replaced on
         # every update, so Decide neither builds nor copies per candidate.
         self._rotation = Rotation(settings)
+        # Requests placed and not yet reported ended, when callers report
+        # outcomes; only a table with a decision log hands out the ids
+        # outcomes name.
+        self._outstanding = Outstanding() if log is not None else None
         self.model = ModelFacts()
         self.predictor_available = False
         self.feature_store_connected = False
@@ -279,11 +290,16 @@ class RoutingTable:
         if changed:
             self.changes.publish([STATUS_KEY])
 
-    def note_outcome(self, backend_id: str, failed: bool) -> None:
-        """A request's outcome on a backend, as the caller reported it: recent
-        failures count as load in least-loaded choices."""
+    def note_outcome(
+        self, backend_id: str, failed: bool, decision_id: str = "", latency_ms: float | None = None
+    ) -> None:
+        """The end of a request on a backend, as the caller reported it:
+        recent failures count as load in least-loaded choices, and the
+        decision no longer counts as outstanding."""
         with self._lock:
             self._rotation.note_outcome(backend_id, failed, self._clock())
+            if decision_id and self._outstanding is not None:
+                self._outstanding.ended(decision_id, self._decisions.now(), latency_ms)  # type: ignore[union-attr]
 
     # --- readers ---
 
@@ -310,18 +326,25 @@ class RoutingTable:
         InvalidInput names an empty, repeated or unknown candidate;
         FailedPrecondition when none are given and none is known."""
         with self._lock:
+            reported = None
+            if in_flight is None and self._outstanding is not None and self.settings.count_reported:
+                in_flight = reported = self._outstanding.counts(self._decisions.now())  # type: ignore[union-attr]
             choice, chosen = self._rotation.pick(candidates, in_flight, self._clock() if in_flight else 0.0)
+            if reported:
+                choice = _counted_from_outcomes(choice)
             decision_id = ""
             if chosen is None:
                 if self._decisions is not None:
                     decision_id = self._log_decision(choice, candidates, in_flight, None, "", 0.0)
-                return Decided(choice, Basis.NO_TELEMETRY, "", decision_id=decision_id)
+                return Decided(choice, Basis.NO_TELEMETRY, "", decision_id=decision_id, load_aware=bool(in_flight))
             model_version = self.model.version if chosen.basis is Basis.FORECAST else ""
             risk_ms = chosen.risk_ms
             as_of = self._entries[chosen.backend_id].as_of
             if self._decisions is not None:
                 decision_id = self._log_decision(choice, candidates, in_flight, risk_ms, model_version, as_of)
-            return Decided(choice, chosen.basis, model_version, chosen.state, risk_ms, as_of, decision_id)
+            return Decided(
+                choice, chosen.basis, model_version, chosen.state, risk_ms, as_of, decision_id, bool(in_flight)
+            )
 
     def _log_decision(
         self,
@@ -336,10 +359,21 @@ class RoutingTable:
         assert self._decisions is not None
         decided_at = self._decisions.now()
         decision_id = self._decisions.record(choice.backend_id, risk_ms, model_version, as_of, decided_at)
+        if self._outstanding is not None and self.settings.count_reported:
+            self._outstanding.issued(decision_id, choice.backend_id, decided_at)
         if self._shadow is not None:
             alternative = self._shadow.pick(candidates, in_flight)
             self._shadow.record(decision_id, decided_at, choice.backend_id, alternative.backend_id)
         return decision_id
+
+
+def _counted_from_outcomes(choice: Choice) -> Choice:
+    """The choice, its reason saying where the counts came from."""
+
+    def word() -> tuple[str, tuple[str, ...]]:
+        return choice.reason + COUNTED_NOTE, choice.fallbacks
+
+    return Choice(choice.backend_id, choice.action, skipped=choice.skipped, word=word)
 
 
 def _estimate(vector: npt.NDArray[np.float64] | None, threshold_ms: float | None) -> float | None:

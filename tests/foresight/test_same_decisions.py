@@ -3,7 +3,8 @@ the benchmark's AceRouter and, as feature vectors through a feature store's
 watch, to a real router server on port 0; every request the benchmark
 places is also asked of the server's Decide, and the two must name the same
 backend, turn after turn, while breakers open, half-open and close, and
-(with in-flight counts) while one backend's reported outcomes fail.
+(with in-flight counts, or with outcomes reported and no counts) while one
+backend's reported outcomes fail.
 
 Failure scores fade with each side's own clock (event time in the
 benchmark, the server's monotonic clock), so both run with a decay too
@@ -12,6 +13,7 @@ clocks."""
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections.abc import Iterator
@@ -21,14 +23,17 @@ import numpy as np
 import pytest
 
 from ace.v1 import feature_store_pb2_grpc, predictor_pb2_grpc, router_pb2, router_pb2_grpc, telemetry_pb2
+from bench.foresight import routers
 from bench.foresight.routers import EPOCH, AceRouter
 from bench.foresight.sim import Telemetry
 from services.common.features import SCHEMA_VERSION
 from services.common.timeutil import to_seconds, to_timestamp
+from services.router import outstanding as pending
 from services.router.config import load
 from services.router.policy import Settings
 from services.router.server import start
 from services.router.sync import LATENCY_INDEX
+from services.router.table import COUNTED_NOTE
 from tests.fakes import FakeFeatureStore, FakePredictor, serve
 
 BACKENDS = 4
@@ -101,8 +106,8 @@ def rig() -> Iterator[Rig]:
     r.close()
 
 
-def bench_router(load_aware: bool) -> AceRouter:
-    router = AceRouter("ACE", BACKENDS, SETTINGS, None, load_aware=load_aware)
+def bench_router(load_aware: bool, reports: bool = False) -> AceRouter:
+    router = AceRouter("ACE", BACKENDS, SETTINGS, None, load_aware=load_aware, reports=reports)
 
     class Model:
         def score(self, rows: list[tuple[str, list[float]]]) -> np.ndarray:
@@ -114,9 +119,22 @@ def bench_router(load_aware: bool) -> AceRouter:
     return router
 
 
-@pytest.mark.parametrize("load_aware", [False, True], ids=["rotation", "in-flight given"])
-def test_the_benchmark_and_the_router_decide_alike(rig: Rig, load_aware: bool) -> None:
-    router = bench_router(load_aware)
+@pytest.mark.parametrize(
+    ("load_aware", "reports"),
+    [(False, False), (True, False), (False, True)],
+    ids=["rotation", "in-flight given", "outcomes reported"],
+)
+def test_the_benchmark_and_the_router_decide_alike(
+    rig: Rig, load_aware: bool, reports: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outcomes reach the benchmark's table before its next pick, as the
+    # server's arrive before the next Decide. Ageing and lag are measured in
+    # each side's own clock (the picks of a tick share one event time, and
+    # its outcomes come a tick later), so neither switches counts off here.
+    monkeypatch.setattr(routers, "REPORT_DELAY_S", 0.0)
+    monkeypatch.setattr(pending, "MAX_AGE_S", math.inf)
+    monkeypatch.setattr(pending, "MAX_LAG_SHARE", math.inf)
+    router = bench_router(load_aware, reports)
     rng = random.Random(7)
     outstanding: dict[str, list[str]] = {backend_id: [] for backend_id in router.ids}
     reasons: list[str] = []
@@ -157,7 +175,7 @@ def test_the_benchmark_and_the_router_decide_alike(rig: Rig, load_aware: bool) -
             assert router.ids[router.pick(10.0 * k)] == answer.backend_id, f"tick {k}: {answer.reason}"
             compared += 1
             reasons.append(answer.reason)
-            if not load_aware:
+            if not (load_aware or reports):
                 continue
             outstanding[answer.backend_id].append(answer.decision_id)
             # Some requests finish between picks, so in-flight counts move;
@@ -173,6 +191,9 @@ def test_the_benchmark_and_the_router_decide_alike(rig: Rig, load_aware: bool) -
     assert compared == TICKS * PICKS_PER_TICK
     # The comparison covered every breaker state, not only closed ones.
     assert states_seen == {"CLOSED", "OPEN", "HALF_OPEN"}
-    if load_aware:
+    if load_aware or reports:
         # The failures moved decisions, and the answers said why.
         assert any(r.startswith(f"{FAILING} has been failing") for r in reasons)
+    if reports:
+        # Once enough outcomes had come, the router counted on its own.
+        assert sum(COUNTED_NOTE in r for r in reasons) > TICKS * PICKS_PER_TICK / 3

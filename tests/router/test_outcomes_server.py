@@ -112,3 +112,21 @@ def test_no_outcomes_means_no_comparison_yet(router):
     assert (report.differing, report.compared, report.missing_live) == (2, 0, 2)
     assert report.p_value == 1 and not report.significant
     assert report.reason.startswith("no comparison yet")
+
+
+def test_callers_that_report_every_end_get_least_loaded_choices_on_the_routers_counts(router):
+    store, stub, watch = router
+    store.batches.put([vector("a", 100, 120), vector("b", 100, 150)])
+    watch.until(at("b", 100))
+    plain = stub.Decide(router_pb2.DecideRequest())
+    assert "outcomes its callers report" not in plain.reason
+    decided = [stub.Decide(router_pb2.DecideRequest()) for _ in range(300)]
+    # Requests of a second, each reported well within a second of its end.
+    stub.ReportOutcomes(
+        router_pb2.ReportOutcomesRequest(
+            outcomes=[outcome(d.decision_id, latency_ms=1000.0) for d in [plain, *decided]]
+        )
+    )
+    held = [stub.Decide(router_pb2.DecideRequest()) for _ in range(4)]
+    assert "in-flight counts are this router's, from the outcomes its callers report" in held[-1].reason
+    assert sorted(d.backend_id for d in held) == ["a", "a", "b", "b"]
