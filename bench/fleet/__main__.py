@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.fleet import calibrate, evaluate, generator, relative, score
+from bench.fleet import anatomy, calibrate, evaluate, generator, relative, score
 from bench.fleet.evaluate import Config, Source
 from bench.fleet.score import Columns
 from bench.foresight import model, realtel
@@ -84,6 +84,34 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
             f"{fmt(row([(c, r) for (c, _), r in scaled]))} |",
             f"| {reactive.name} | {fmt(row([(reactive, r) for r in reported]))} |",
         ]
+    return out
+
+
+def anatomy_table(seeds: Sequence[int], hours: float) -> list[str]:
+    """The reported halves' breach episodes by what caused them."""
+    out = [
+        "\n### What the breach episodes are (generated fleet, reported halves)\n",
+        (anatomy.__doc__ or "").split("\n\n", 1)[0].replace("\n", " "),
+        "",
+        "| a point every | episodes | " + " | ".join(f"{k}" for k in (*generator.KINDS, anatomy.NONE)) + " | "
+        "one point long | no event near, on the backend with most of them (per seed, summed) | recall if every episode with an event but near misses "
+        "is caught, and nothing else |",
+        "|---|---:|" + "---:|" * (len(generator.KINDS) + 4),
+    ]
+    for interval in INTERVALS:
+        total = anatomy.Anatomy()
+        for seed in seeds:
+            f = generator.generate(seed, duration_s=2 * hours * 3600.0, interval_s=interval)
+            total.add(
+                anatomy.anatomy(f, f.start + hours * 3600.0 + interval / 2, evaluate.THRESHOLD_MS, evaluate.HORIZON_S)
+            )
+        n = total.episodes
+        faults = n - total.by_kind[anatomy.NONE] - total.by_kind["near_miss"]
+        out.append(
+            f"| {interval:g} s | {n} | "
+            + " | ".join(str(total.by_kind[k]) for k in (*generator.KINDS, anatomy.NONE))
+            + f" | {sum(total.single.values())} | {total.none_on_one} | {faults / n:.2f} |"
+        )
     return out
 
 
@@ -174,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     makeup = model.load(evaluate.makeup_model())
     lines = ["# ACE on a fleet it has never seen", "", __doc__.split("\n\n", 1)[0], ""]
     lines += fleet_tables(makeup, args.seeds, args.hours)
+    lines += anatomy_table(args.seeds, args.hours)
     if not args.no_real:
         lines += nezha_table(makeup)
     lines += transfer_table(makeup, args.seeds, args.hours)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.fleet import __main__ as bench_main
-from bench.fleet import evaluate, generator, relative, score
+from bench.fleet import anatomy, evaluate, generator, relative, score
 from bench.foresight import model, realtel
 from bench.foresight.routers import Transition
 
@@ -173,3 +173,22 @@ def test_relative_to_the_pool_divides_by_the_median_of_every_backend_at_that_ste
     out = relative.relative(source, pool=True)
     assert out.latency_ms[0].tolist() == pytest.approx([relative.REF_MS / 2, relative.REF_MS, 2 * relative.REF_MS])
     assert np.allclose(out.load, relative.REF_LOAD)
+
+
+def test_anatomy_sorts_each_episode_by_the_event_it_lies_in():
+    latency = flat(2)
+    latency[at(1000) : at(1100) + 1, 0] = 400.0  # inside a leak
+    latency[at(3000), 0] = 400.0  # one point, no event within a horizon
+    latency[at(2000), 1] = 400.0  # one point, 250 s after backend 1's throttle ended
+    events = (
+        generator.Event(0, "leak", 900.0, 1200.0, 0.5),
+        generator.Event(1, "throttle", 1500.0, 1750.0, 0.5),
+        generator.Event(1, "surge", 4000.0, 4200.0, 1.3),  # no episode near it
+    )
+    f = generator.FleetTelemetry(10.0, TIMES, flat(2, 10.0), latency, np.zeros((len(TIMES), 2)), (), events, T0)
+    found = anatomy.anatomy(f, T0, threshold_ms=300.0, horizon_s=300.0)
+    assert found.by_kind == {"leak": 1, "throttle": 1, anatomy.NONE: 1}
+    assert found.single == {"leak": 0, "throttle": 1, anatomy.NONE: 1}
+    assert found.none_on_one == 1 and found.episodes == 3
+    # Points before `from_s` are not looked at.
+    assert anatomy.anatomy(f, T0 + 1500.0, 300.0, 300.0).episodes == 2
