@@ -1,7 +1,8 @@
+from ace.v1 import router_pb2
 from services.router.answers import Answers, build
 from services.router.outcomes import DecisionLog
 from services.router.policy import Settings
-from services.router.table import RoutingTable, Update
+from services.router.table import Decided, RoutingTable, Update
 
 S = Settings(open_after_s=0)
 
@@ -16,7 +17,7 @@ def table_of(*updates: Update) -> RoutingTable:
     return table
 
 
-def fields_of(decided, request_id):  # type: ignore[no-untyped-def]
+def fields_of(decided: Decided, request_id: str) -> router_pb2.Decision:
     """The answer built afresh, as for a choice that does not repeat."""
     return Answers().answer(request_id, decided, repeats=False)
 
