@@ -81,7 +81,8 @@ class Outstanding:
 
     def counts(self, now: float) -> dict[str, int] | None:
         """Pending decisions per backend (backends with none are left out),
-        or None while the callers are not seen to report, or to report soon."""
+        or None while the callers are not seen to report, or to report soon.
+        The mapping is the live one, not a copy: issued and ended change it."""
         pending = self._pending
         oldest = now - MAX_AGE_S
         while pending:

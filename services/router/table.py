@@ -359,11 +359,13 @@ class RoutingTable:
         assert self._decisions is not None
         decided_at = self._decisions.now()
         decision_id = self._decisions.record(choice.backend_id, risk_ms, model_version, as_of, decided_at)
-        if self._outstanding is not None and self.settings.count_reported:
-            self._outstanding.issued(decision_id, choice.backend_id, decided_at)
         if self._shadow is not None:
             alternative = self._shadow.pick(candidates, in_flight)
             self._shadow.record(decision_id, decided_at, choice.backend_id, alternative.backend_id)
+        # After the shadow has seen the counts: they may be the router's own,
+        # which counting this decision changes.
+        if self._outstanding is not None and self.settings.count_reported:
+            self._outstanding.issued(decision_id, choice.backend_id, decided_at)
         return decision_id
 
 

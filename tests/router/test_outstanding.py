@@ -4,6 +4,7 @@ from services.router import outstanding
 from services.router.outcomes import DecisionLog
 from services.router.outstanding import MAX_AGE_S, Outstanding
 from services.router.policy import Action, Settings
+from services.router.policy_shadow import PolicyShadow
 from services.router.table import COUNTED_NOTE, RoutingTable, Update
 
 
@@ -124,3 +125,17 @@ def test_a_caller_that_sends_counts_is_not_second_guessed():
     assert [COUNTED_NOTE in d.choice.reason for d in held] == [False, True, True, True]
     given = t.decide(["a", "b"], {"a": 0, "b": 7})
     assert given.choice.backend_id == "a" and COUNTED_NOTE not in given.choice.reason
+
+
+def test_the_policy_shadow_sees_the_counts_the_live_choice_saw():
+    # A shadow with the live settings must agree with every live choice,
+    # counts from outcomes included.
+    shadow = PolicyShadow(Settings())
+    t = RoutingTable(Settings(), DecisionLog(clock=lambda: 1000.0), shadow, clock=lambda: 1000.0)
+    for k in range(20):
+        t.apply([update("a", 10.0 * k), update("b", 10.0 * k)])
+        decided = [t.decide(["a", "b"]) for _ in range(20)]
+        for d in decided[:15]:
+            t.note_outcome(d.choice.backend_id, False, d.decision_id, 100.0)
+    assert COUNTED_NOTE in decided[-1].choice.reason
+    assert shadow.decisions == 400 and shadow.differing == 0
