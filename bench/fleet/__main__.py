@@ -89,14 +89,15 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
 
 def anatomy_table(seeds: Sequence[int], hours: float) -> list[str]:
     """The reported halves' breach episodes by what caused them."""
+    kinds = (*generator.KINDS, anatomy.NONE)
     out = [
         "\n### What the breach episodes are (generated fleet, reported halves)\n",
         (anatomy.__doc__ or "").split("\n\n", 1)[0].replace("\n", " "),
         "",
-        "| a point every | episodes | " + " | ".join(f"{k}" for k in (*generator.KINDS, anatomy.NONE)) + " | "
+        "| a point every | episodes | " + " | ".join(kinds) + " | "
         "one point long | no event near, on the backend with most of them (per seed, summed) | recall if every episode with an event but near misses "
         "is caught, and nothing else |",
-        "|---|---:|" + "---:|" * (len(generator.KINDS) + 4),
+        "|---|---:|" + "---:|" * (len(kinds) + 3),
     ]
     for interval in INTERVALS:
         total = anatomy.Anatomy()
@@ -109,7 +110,7 @@ def anatomy_table(seeds: Sequence[int], hours: float) -> list[str]:
         faults = n - total.by_kind[anatomy.NONE] - total.by_kind["near_miss"]
         out.append(
             f"| {interval:g} s | {n} | "
-            + " | ".join(str(total.by_kind[k]) for k in (*generator.KINDS, anatomy.NONE))
+            + " | ".join(str(total.by_kind[k]) for k in kinds)
             + f" | {sum(total.single.values())} | {total.none_on_one} | {faults / n:.2f} |"
         )
     return out

@@ -10,10 +10,11 @@ The counts are used only while the callers report, and report soon:
   by an outcome rather than by ageing out. A caller that reports nothing
   (or only quality scores) leaves placement to the weighted rotation;
 - outcomes reach the router within MAX_LAG_SHARE times the requests' own
-  latency of their end, on the running means. A count includes every request that ended
-  since its caller last reported, which on a fast backend is more than are
-  in flight: a proxy that batches its reports for half a second, in front
-  of requests of 50 ms, would make the fastest backends look the busiest."""
+  latency of their end, on the running means. A count includes every
+  request that ended since its caller last reported, which on a fast
+  backend is more than are in flight: a proxy that batches its reports for
+  half a second, in front of requests of 50 ms, would make the fastest
+  backends look the busiest."""
 
 from __future__ import annotations
 
