@@ -34,7 +34,9 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -42,13 +44,20 @@ import numpy.typing as npt
 from bench.foresight.sim import Telemetry
 from services.common import features, synthetic
 from services.common.window import Window, WindowLimits
-from services.predictor.model import LoadedModel
 from services.router.outcomes import DecisionLog
 from services.router.policy import Settings, State
 from services.router.sync import LATENCY_INDEX
 from services.router.table import RoutingTable, Update
 
 Floats = npt.NDArray[np.float64]
+
+
+class Model(Protocol):
+    """What AceRouter asks of a model: LoadedModel.score, the predictor's
+    onnxruntime session, or a bench ablation's stand-in."""
+
+    def score(self, vectors: Sequence[tuple[str, Sequence[float]]]) -> Floats: ...
+
 
 # Seconds since the epoch of the run's time 0 in the telemetry ACE sees.
 EPOCH = synthetic.EPOCH
@@ -300,7 +309,7 @@ class AceRouter:
         name: str,
         n: int,
         settings: Settings,
-        model: LoadedModel | None,
+        model: Model | None,
         limits: WindowLimits | None = None,
         load_aware: bool = False,
         reports: bool = False,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.fleet import __main__ as bench_main
-from bench.fleet import anatomy, evaluate, generator, relative, score
+from bench.fleet import anatomy, evaluate, generator, probability, relative, score
 from bench.foresight import model, realtel
 from bench.foresight.routers import Transition
 
@@ -192,3 +192,44 @@ def test_anatomy_sorts_each_episode_by_the_event_it_lies_in():
     assert found.none_on_one == 1 and found.episodes == 3
     # Points before `from_s` are not looked at.
     assert anatomy.anatomy(f, T0 + 1500.0, 300.0, 300.0).episodes == 2
+
+
+def test_a_breach_counts_as_the_pools_only_when_the_others_median_breaches_too():
+    times = np.asarray([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+    labels = np.asarray([400.0, 350.0, 100.0, 400.0, 100.0, 100.0])
+    # At t=1 the first two breach and each has one breaching other of two
+    # (median 225 and 250: not the pool's); at t=2 one breaches alone.
+    assert probability.others_breach(times, labels, threshold_ms=300.0) == 0
+    labels[2] = 500.0  # now every backend at t=1 breaches
+    assert probability.others_breach(times, labels, threshold_ms=300.0) == 3
+
+
+def test_calibration_reins_in_the_forecasts_but_picks_the_probability_cut_off_either_way():
+    threshold = evaluate.THRESHOLD_MS
+    held_x = np.arange(100, dtype=np.float32).reshape(-1, 1)
+    # A breach follows exactly the rows whose first feature is 50 or more.
+    held_y = np.where(held_x[:, 0] >= 50, 2 * threshold, 0.0)
+    learnt = probability.Learnt(
+        {
+            "the forest's mean": lambda rows: (
+                rows[:, 0].astype(np.float64) * (threshold / 25.0)
+            ),  # reaches the threshold at 25
+            "breach probability >= 0.3": lambda rows: rows[:, 0].astype(np.float64) * (threshold / 100.0),  # at 100
+        },
+        held_x,
+        held_y,
+        breach_rows=50,
+        others_breach_rows=0,
+    )
+    made = {}
+    for config in probability.configs(learnt):
+        scored = config.make(2).model
+        assert isinstance(scored, probability.Scored)
+        made[config.name] = scored
+    assert made["the forest's mean"].scale == 1.0
+    # The rows from 38 up are 62, of which the 50 breaches are 0.806 (from
+    # 37 up, 0.794): the cut-off is the score at 38, under the mean's
+    # threshold and over the probability's.
+    assert made["the forest's mean, calibrated"].scale == pytest.approx(25.0 / 38.0)
+    assert made["breach probability, p* calibrated"].scale == pytest.approx(100.0 / 38.0)
+    assert made["breach probability, p* calibrated"].score([("v", [38.0])])[0] == pytest.approx(threshold)
