@@ -62,11 +62,12 @@ def service_args(run_dir: Path) -> dict[str, list[str]]:
     drift on the last 1500 s of history (enough rows at a 300 s horizon, and
     all of it from the changed fleet), a gate at 150 shared labels (50 steps
     of 3 backends), scores over the last 900 s. The rest are the defaults.
-    The router does not count requests from outcomes (--count-reported
-    off): the demo's proxy reports a request's latency a few milliseconds
-    after deciding it, hundreds of times sooner than that latency could
-    have passed, so counts of requests not yet reported ended would mean
-    nothing here. The predictor's --feature-store-addr comes from
+    The demo's proxy reports a request's latency a few milliseconds after
+    deciding it, hundreds of times sooner than that latency could have
+    passed, so the router sees its reports run ahead of its clock and does
+    not count requests from them (services/router/outstanding.py): the
+    weighted rotation places, as for a caller that reports nothing. The
+    predictor's --feature-store-addr comes from
     ACE_FEATURE_STORE_ADDR, which the constellation sets once the store
     listens."""
     return {
@@ -81,7 +82,7 @@ def service_args(run_dir: Path) -> dict[str, list[str]]:
             "--gate-min-labels",
             str(GATE_MIN_LABELS),
         ],
-        "router": ["--shadow-threshold-ms", "250", "--count-reported", "off"],
+        "router": ["--shadow-threshold-ms", "250"],
         "trainer": [
             "--retrain-on-drift",
             "true",

@@ -180,11 +180,13 @@ class RouterServicer:
         (RoutingTable.error_penalty), so one that fails fast does not draw
         traffic by looking idle. It also ends the decision's count among the
         requests the router placed and no outcome has ended: while at least 90%
-        of decisions end by an outcome within 60 s, and outcomes arrive within
-        the requests' own latency of their end (on running means), Decide
-        calls without in_flight are placed least-loaded on those counts
-        (router flag --count-reported). A proxy that batches its reports for
-        longer than its requests last gets the weighted rotation instead.
+        of decisions end by an outcome within 60 s, outcomes arrive within the
+        requests' own latency of their end, and the latencies they report
+        exceed the time since their decisions by at most half a latency (on
+        running means), Decide calls without in_flight are placed least-loaded
+        on those counts (router flag --count-reported). A proxy that batches
+        its reports for longer than its requests last, or a caller replaying
+        recorded latencies, gets the weighted rotation instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -14,7 +14,14 @@ The counts are used only while the callers report, and report soon:
   request that ended since its caller last reported, which on a fast
   backend is more than are in flight: a proxy that batches its reports for
   half a second, in front of requests of 50 ms, would make the fastest
-  backends look the busiest."""
+  backends look the busiest;
+- outcomes do not report requests longer than the time since they were
+  decided, by more than MAX_EARLY_SHARE of their latency, on the running
+  means. A request cannot end before the router placed it, so a caller
+  whose latencies run ahead of the router's clock is replaying or
+  simulating time (`make run`'s demo proxy reports a 200 ms request a few
+  milliseconds after deciding it), and its ends say nothing about what is
+  in flight now."""
 
 from __future__ import annotations
 
@@ -36,6 +43,11 @@ MIN_REPORTED = 0.9
 # heterogeneous pool (2.56% against 2.39%), where they did at half of it
 # (1.73%); docs/routing.md has the table.
 MAX_LAG_SHARE = 1.0
+# How far ahead of the router's clock the reported latencies may run, as a
+# share of the requests' latency. A real proxy's are never ahead (its
+# latency is timed inside the span from decision to report); half leaves
+# room for clocks that tick coarsely against short requests.
+MAX_EARLY_SHARE = 0.5
 # Weight of each retired decision in that share (a running mean): some two
 # hundred reported ends switch the counts on, a dozen aged-out ones off.
 REPORTED_WEIGHT = 0.01
@@ -51,8 +63,11 @@ class Outstanding:
         self._pending: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._counts: dict[str, int] = {}
         self._reported = 0.0
-        # Running means of the reports' lag and of the latencies they report.
+        # Running means of the reports' lag, of how far the latencies they
+        # report run ahead of the time since the decision, and of those
+        # latencies.
         self._lag_s = 0.0
+        self._early_s = 0.0
         self._latency_s = 0.0
 
     @property
@@ -74,15 +89,17 @@ class Outstanding:
             return False
         if latency_ms is not None:
             latency_s = latency_ms / 1000.0
-            lag_s = max(now - entry[1] - latency_s, 0.0)
-            self._lag_s += REPORTED_WEIGHT * (lag_s - self._lag_s)
+            lag_s = now - entry[1] - latency_s
+            self._lag_s += REPORTED_WEIGHT * (max(lag_s, 0.0) - self._lag_s)
+            self._early_s += REPORTED_WEIGHT * (max(-lag_s, 0.0) - self._early_s)
             self._latency_s += REPORTED_WEIGHT * (latency_s - self._latency_s)
         self._retire(decision_id, reported=True)
         return True
 
     def counts(self, now: float) -> dict[str, int] | None:
         """Pending decisions per backend (backends with none are left out),
-        or None while the callers are not seen to report, or to report soon.
+        or None while the callers are not seen to report, to report soon, or
+        to report in the router's time.
         The mapping is the live one, not a copy: issued and ended change it."""
         pending = self._pending
         oldest = now - MAX_AGE_S
@@ -91,7 +108,11 @@ class Outstanding:
             if pending[decision_id][1] > oldest:
                 break
             self._retire(decision_id, reported=False)
-        if self._reported < MIN_REPORTED or self._lag_s > MAX_LAG_SHARE * self._latency_s:
+        if (
+            self._reported < MIN_REPORTED
+            or self._lag_s > MAX_LAG_SHARE * self._latency_s
+            or self._early_s > MAX_EARLY_SHARE * self._latency_s
+        ):
             return None
         return self._counts
 

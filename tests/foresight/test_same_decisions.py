@@ -130,10 +130,12 @@ def test_the_benchmark_and_the_router_decide_alike(
     # Outcomes reach the benchmark's table before its next pick, as the
     # server's arrive before the next Decide. Ageing and lag are measured in
     # each side's own clock (the picks of a tick share one event time, and
-    # its outcomes come a tick later), so neither switches counts off here.
+    # its outcomes come a tick later; the server's clock is the wall's, its
+    # latencies the benchmark's), so neither switches counts off here.
     monkeypatch.setattr(routers, "REPORT_DELAY_S", 0.0)
     monkeypatch.setattr(pending, "MAX_AGE_S", math.inf)
     monkeypatch.setattr(pending, "MAX_LAG_SHARE", math.inf)
+    monkeypatch.setattr(pending, "MAX_EARLY_SHARE", math.inf)
     router = bench_router(load_aware, reports)
     rng = random.Random(7)
     outstanding: dict[str, list[str]] = {backend_id: [] for backend_id in router.ids}

@@ -3,6 +3,8 @@ stand-in dependencies that are real servers too."""
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
@@ -120,11 +122,14 @@ def test_callers_that_report_every_end_get_least_loaded_choices_on_the_routers_c
     watch.until(at("b", 100))
     plain = stub.Decide(router_pb2.DecideRequest())
     assert "outcomes its callers report" not in plain.reason
-    decided = [stub.Decide(router_pb2.DecideRequest()) for _ in range(300)]
-    # Requests of a second, each reported well within a second of its end.
+    answered = [(stub.Decide(router_pb2.DecideRequest()), time.monotonic()) for _ in range(300)]
+    # Each request lasted from its answer until now, as a proxy times it:
+    # reported as it ends, never sooner than it could have.
+    now = time.monotonic()
     stub.ReportOutcomes(
         router_pb2.ReportOutcomesRequest(
-            outcomes=[outcome(d.decision_id, latency_ms=1000.0) for d in [plain, *decided]]
+            outcomes=[outcome(plain.decision_id, latency_ms=1000.0 * (now - answered[0][1]))]
+            + [outcome(d.decision_id, latency_ms=1000.0 * (now - t)) for d, t in answered]
         )
     )
     held = [stub.Decide(router_pb2.DecideRequest()) for _ in range(4)]

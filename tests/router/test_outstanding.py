@@ -68,6 +68,25 @@ def test_counts_are_not_used_while_reports_lag_the_requests_they_report():
     assert o.counts(700.0) == {"b": 1}
 
 
+def test_counts_are_not_used_while_the_reported_latencies_run_ahead_of_the_clock():
+    o = Outstanding()
+    # Requests said to take 200 ms, reported 5 ms after they were decided:
+    # a caller replaying or simulating time, not one whose requests are in flight.
+    for i in range(300):
+        o.issued(f"d{i}", "a", float(i))
+        assert o.ended(f"d{i}", i + 0.005, 200.0)
+    o.issued("ahead", "a", 300.0)
+    assert o.reported_share > outstanding.MIN_REPORTED
+    assert o.counts(300.0) is None
+    # A coarse clock that reads a 50 ms request as ended after 40 ms is within the bound.
+    o = Outstanding()
+    for i in range(300):
+        o.issued(f"d{i}", "a", float(i))
+        assert o.ended(f"d{i}", i + 0.04, 50.0)
+    o.issued("coarse", "b", 300.0)
+    assert o.counts(300.0) == {"b": 1}
+
+
 def test_pending_decisions_are_bounded(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(outstanding, "MAX_PENDING", 5)
     o = Outstanding()
@@ -131,10 +150,12 @@ def test_the_policy_shadow_sees_the_counts_the_live_choice_saw():
     # A shadow with the live settings must agree with every live choice,
     # counts from outcomes included.
     shadow = PolicyShadow(Settings())
-    t = RoutingTable(Settings(), DecisionLog(clock=lambda: 1000.0), shadow, clock=lambda: 1000.0)
+    now = [1000.0]
+    t = RoutingTable(Settings(), DecisionLog(clock=lambda: now[0]), shadow, clock=lambda: now[0])
     for k in range(20):
         t.apply([update("a", 10.0 * k), update("b", 10.0 * k)])
         decided = [t.decide(["a", "b"]) for _ in range(20)]
+        now[0] += 0.1  # requests of 100 ms, reported as they end
         for d in decided[:15]:
             t.note_outcome(d.choice.backend_id, False, d.decision_id, 100.0)
     assert COUNTED_NOTE in decided[-1].choice.reason
