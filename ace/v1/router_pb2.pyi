@@ -114,7 +114,7 @@ class WatchRoutingTableRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points", "open_penalty", "error_penalty", "error_decay_s", "warm_after_s", "model_proven", "trust_reason", "share_by_capacity", "open_share", "rate_aware")
+    __slots__ = ("backends", "partial", "model_version", "threshold_ms", "horizon_s", "predictor_available", "feature_store_connected", "cold_start_points", "open_penalty", "error_penalty", "error_decay_s", "warm_after_s", "model_proven", "trust_reason", "share_by_capacity", "open_share", "rate_aware", "capacity_deadband")
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,7 @@ class RoutingTable(_message.Message):
     SHARE_BY_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     OPEN_SHARE_FIELD_NUMBER: _ClassVar[int]
     RATE_AWARE_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_DEADBAND_FIELD_NUMBER: _ClassVar[int]
     backends: _containers.RepeatedCompositeFieldContainer[BackendRoute]
     partial: bool
     model_version: str
@@ -149,7 +150,8 @@ class RoutingTable(_message.Message):
     share_by_capacity: bool
     open_share: float
     rate_aware: bool
-    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ..., open_penalty: _Optional[float] = ..., error_penalty: _Optional[float] = ..., error_decay_s: _Optional[float] = ..., warm_after_s: _Optional[float] = ..., model_proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ..., share_by_capacity: _Optional[bool] = ..., open_share: _Optional[float] = ..., rate_aware: _Optional[bool] = ...) -> None: ...
+    capacity_deadband: float
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendRoute, _Mapping]]] = ..., partial: _Optional[bool] = ..., model_version: _Optional[str] = ..., threshold_ms: _Optional[float] = ..., horizon_s: _Optional[float] = ..., predictor_available: _Optional[bool] = ..., feature_store_connected: _Optional[bool] = ..., cold_start_points: _Optional[int] = ..., open_penalty: _Optional[float] = ..., error_penalty: _Optional[float] = ..., error_decay_s: _Optional[float] = ..., warm_after_s: _Optional[float] = ..., model_proven: _Optional[bool] = ..., trust_reason: _Optional[str] = ..., share_by_capacity: _Optional[bool] = ..., open_share: _Optional[float] = ..., rate_aware: _Optional[bool] = ..., capacity_deadband: _Optional[float] = ...) -> None: ...
 
 class BackendRoute(_message.Message):
     __slots__ = ("backend_id", "state", "predicted_latency_ms", "observed_latency_ms", "as_of", "points_in_window", "cold", "basis", "state_since", "risk_ms", "window_covered_s", "capacity_rps")

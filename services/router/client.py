@@ -193,6 +193,7 @@ class RouterClient:
             share_by_capacity=message.share_by_capacity,
             open_share=message.open_share,
             rate_aware=message.rate_aware,
+            capacity_deadband=message.capacity_deadband,
         )
         with self._cond:
             self._rotation.settings = settings

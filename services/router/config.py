@@ -143,6 +143,15 @@ def parser() -> argparse.ArgumentParser:
     )
     option(
         p,
+        "--capacity-deadband",
+        env="ACE_CAPACITY_DEADBAND",
+        cast=float,
+        default=defaults.capacity_deadband,
+        help="in the weighted rotation: capacity estimates within this share of the candidates' mean count as "
+        "the mean, and larger differences count only beyond it (0: every difference counts)",
+    )
+    option(
+        p,
         "--open-share",
         env="ACE_OPEN_SHARE",
         cast=float,
@@ -254,6 +263,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
     _finite(args.error_decay_s, "--error-decay-s", "> 0")
     _finite(args.open_after_s, "--open-after-s", ">= 0 (0: at once)")
     require(0 < args.capacity_smoothing <= 1, f"--capacity-smoothing must be in (0, 1], got {args.capacity_smoothing}")
+    require(0 <= args.capacity_deadband < 1, f"--capacity-deadband must be in [0, 1), got {args.capacity_deadband}")
     require(0 <= args.open_share <= 1, f"--open-share must be in [0, 1], got {args.open_share}")
     require(args.predict_timeout_s > 0, f"--predict-timeout-s must be > 0, got {args.predict_timeout_s}")
     require(args.max_streams >= 1, f"--max-streams must be >= 1, got {args.max_streams}")
@@ -288,6 +298,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
             error_decay_s=args.error_decay_s,
             share_by_capacity=args.share_by_capacity,
             capacity_smoothing=args.capacity_smoothing,
+            capacity_deadband=args.capacity_deadband,
             open_share=args.open_share,
             rate_aware=args.rate_aware,
             count_reported=args.count_reported,

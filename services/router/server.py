@@ -228,6 +228,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             share_by_capacity=settings.share_by_capacity,
             open_share=settings.open_share,
             rate_aware=settings.rate_aware,
+            capacity_deadband=settings.capacity_deadband,
             model_proven=status.model_proven and status.predictor_available,
             trust_reason=status.trust_reason if status.predictor_available else "",
         )

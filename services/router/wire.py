@@ -57,4 +57,5 @@ def settings(table: router_pb2.RoutingTable) -> Settings:
         share_by_capacity=table.share_by_capacity,
         open_share=table.open_share,
         rate_aware=table.rate_aware,
+        capacity_deadband=table.capacity_deadband,
     )

@@ -245,6 +245,7 @@ def random_table(
     table = router_pb2.RoutingTable(threshold_ms=250, horizon_s=300, warm_after_s=30, feature_store_connected=True)
     if open_share is not None:
         table.share_by_capacity, table.open_share = True, open_share
+        table.capacity_deadband = Settings.capacity_deadband
     for i in range(n):
         cold = rng.random() < 0.2
         table.backends.add(

@@ -22,7 +22,8 @@ from services.router.policy import (
 )
 from services.router.table import RoutingTable, Update
 
-S = Settings(open_after_s=0)
+# Every estimate counts as it is, so shares are the capacities' own.
+S = Settings(open_after_s=0, capacity_deadband=0.0)
 
 
 def warm(backend_id: str, capacity: float | None, state: State = State.CLOSED, risk: float = 100.0) -> Candidate:
@@ -57,6 +58,17 @@ def test_shares_follow_capacity_within_one_turn_a_cycle():
     for c in candidates:
         assert c.capacity_rps is not None
         assert abs(got[c.backend_id] - WEIGHTED_CYCLE * c.capacity_rps / 60.0) <= 1
+
+
+def test_estimates_near_the_mean_count_as_the_mean_and_larger_differences_beyond_the_deadband():
+    near = [warm("a", 10.0), warm("b", 10.4), warm("c", 9.7), warm("d", 10.2)]
+    banded = replace(S, capacity_deadband=0.05)
+    assert max(counts(near, banded).values()) - min(counts(near, banded).values()) <= 1
+    assert counts(near, S)["b"] - counts(near, S)["c"] >= 15  # 255 against 237
+    # Mean 20: a and c lie 50% off it, and count 45% off (11 and 29 of 60).
+    far = counts([warm("a", 10.0), warm("b", 20.0), warm("c", 30.0)], banded)
+    assert far["a"] == pytest.approx(WEIGHTED_CYCLE * 11 / 60, abs=1)
+    assert far["c"] == pytest.approx(WEIGHTED_CYCLE * 29 / 60, abs=1)
 
 
 def test_a_backends_turns_are_spread_not_bunched():
