@@ -139,12 +139,13 @@ class Settings:
     # backends every difference between estimates is that noise, which
     # shares then chase. On the foresight benchmark's settings seeds 0.05
     # put 3.13% of requests over the SLO or failed against 3.21% at 0: less
-    # in 8 of 10 classes (quiet 1.98 -> 1.85%, flash crowd 6.11 -> 5.83%,
-    # below round robin's 5.77 at 0.1: 5.72%), more in the heterogeneous
-    # pool (2.39 -> 2.47%) and the cliff with its precursor (3.17 -> 3.25%),
-    # where the differences are real. On four classes 0.1 cost the
-    # heterogeneous pool 0.22 pp, and a hard threshold (small deviations
-    # zeroed, larger ones kept whole) bought less (3.36-3.41% against 3.33%).
+    # in 8 of 10 classes (quiet 1.98 -> 1.85%, flash crowd 6.11 -> 5.83%;
+    # round robin: 1.80% and 5.77%), more in the heterogeneous pool (2.39 ->
+    # 2.47%) and the cliff with its precursor (3.17 -> 3.25%), where the
+    # differences are real. On four classes 0.1 bought a little more in the
+    # flash crowd (5.72%) but cost the heterogeneous pool 0.22 pp, and a hard
+    # threshold (small deviations zeroed, larger ones kept whole) bought less
+    # (3.36-3.41% against 3.33%).
     capacity_deadband: float = 0.05
     # Least-loaded choice only: the new request counts as 1 / speed
     # requests instead of 1, where speed is the backend's estimated capacity
