@@ -67,9 +67,8 @@ def service_args(run_dir: Path) -> dict[str, list[str]]:
     passed, so the router sees its reports run ahead of its clock and does
     not count requests from them (services/router/outstanding.py): the
     weighted rotation places, as for a caller that reports nothing. The
-    predictor's --feature-store-addr comes from
-    ACE_FEATURE_STORE_ADDR, which the constellation sets once the store
-    listens."""
+    predictor's --feature-store-addr comes from ACE_FEATURE_STORE_ADDR,
+    which the constellation sets once the store listens."""
     return {
         "feature_store": ["--history-dir", str(run_dir / "history")],
         "predictor": [

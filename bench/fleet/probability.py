@@ -78,18 +78,12 @@ class Learnt:
 
 def learn(source: Source) -> Learnt:
     rows = dataset.build(source.points(), HORIZON_S, WindowLimits())
-    fitted = train.fit(rows, TrainParams(horizon_s=HORIZON_S, threshold_ms=THRESHOLD_MS))
+    params = TrainParams(horizon_s=HORIZON_S, threshold_ms=THRESHOLD_MS)
+    fitted = train.fit(rows, params)
     split = fitted.split
     x = rows.X.astype(np.float32)
     breach = rows.y >= THRESHOLD_MS
-    classifier = RandomForestClassifier(
-        n_estimators=train.DEFAULT_N_ESTIMATORS,
-        max_depth=train.DEFAULT_MAX_DEPTH,
-        min_samples_leaf=train.MIN_SAMPLES_LEAF,
-        max_features=train.MAX_FEATURES,
-        random_state=train.DEFAULT_SEED,
-        n_jobs=1,
-    ).fit(x[split.train], breach[split.train])
+    classifier = RandomForestClassifier(**train.forest_options(params)).fit(x[split.train], breach[split.train])
     forest, offset = fitted.forest, fitted.offset
 
     def mean(rows: Rows) -> Floats:

@@ -512,7 +512,8 @@ def _shrunk(weights: list[float], deadband: float) -> list[float]:
     if not deadband > 0.0 or not total > 0.0:
         return weights
     mean = total / len(weights)
-    shrunk = [mean * (1.0 + math.copysign(max(abs(w / mean - 1.0) - deadband, 0.0), w / mean - 1.0)) for w in weights]
+    deviations = [w / mean - 1.0 for w in weights]
+    shrunk = [mean * (1.0 + math.copysign(max(abs(d) - deadband, 0.0), d)) for d in deviations]
     scale = total / sum(shrunk)
     return [w * scale for w in shrunk]
 

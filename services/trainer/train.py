@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -190,14 +191,7 @@ def fit(dataset: Dataset, params: TrainParams) -> Fitted:
             f"{len(split.train)} training and {len(split.test)} held-out rows after the temporal split; training "
             f"needs at least {MIN_TRAIN_ROWS} and {MIN_TEST_ROWS} (a longer history or a shorter horizon_s)"
         )
-    forest = RandomForestRegressor(
-        n_estimators=params.n_estimators,
-        max_depth=params.max_depth,
-        min_samples_leaf=MIN_SAMPLES_LEAF,
-        max_features=MAX_FEATURES,
-        random_state=params.seed,
-        n_jobs=1,
-    )
+    forest = RandomForestRegressor(**forest_options(params))
     started = time.perf_counter()
     target = np.log1p(dataset.y[split.train])
     # exp magnifies an error in the log by the latency, so the forest's own
@@ -207,6 +201,19 @@ def fit(dataset: Dataset, params: TrainParams) -> Fitted:
     weights = dataset.weights[split.train] if dataset.weights is not None else None
     forest.fit(_as_float32(dataset.X[split.train]), target - offset, sample_weight=weights)
     return Fitted(forest=forest, offset=offset, split=split, fit_s=time.perf_counter() - started)
+
+
+def forest_options(params: TrainParams) -> dict[str, Any]:
+    """The forest's settings: the regressor fit trains, and any other forest
+    (the bench's breach classifier) meant to be its like."""
+    return {
+        "n_estimators": params.n_estimators,
+        "max_depth": params.max_depth,
+        "min_samples_leaf": MIN_SAMPLES_LEAF,
+        "max_features": MAX_FEATURES,
+        "random_state": params.seed,
+        "n_jobs": 1,
+    }
 
 
 def predict(fitted: Fitted, X: Floats) -> Floats:
