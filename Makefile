@@ -99,7 +99,7 @@ bench: $(STAMP) ## every benchmark, each figure beside its baseline (a few minut
 bench-foresight: $(STAMP) ## ACE against ten routers and two oracles in a closed-loop simulation, and on real telemetry (about 25 min); writes reports/foresight.md
 	$(PY) -m bench.foresight --out reports
 
-bench-fleet: $(STAMP) ## a fleet ACE has never seen (generated at 10 s and 60 s, and Nezha) through the router's breakers, the model's transfer, ablations of relative features and of quantile and probability forecasts, and what the breach episodes are (about 5 min); writes reports/fleet.md
+bench-fleet: $(STAMP) ## a fleet ACE has never seen (generated at 10 s and 60 s, then at other intervals and with jittered scrape times, and Nezha) through the router's breakers, the model's transfer, ablations of relative features and of quantile and probability forecasts, and what the breach episodes are (about 6 min); writes reports/fleet.md
 	$(PY) -m bench.fleet --out reports
 
 soak: $(STAMP) ## Decide, Ingest, Predict and ReportOutcomes at the highest sustainable rate for about 3 min: calls, failures, latency, memory
