@@ -76,8 +76,9 @@ MAX_CALLS = 200_000  # of each kind, over the whole run
 ACTIONS = ("PRIMARY", "REROUTE", "ROUND_ROBIN", "LAST_RESORT")
 ACTION_NAME = {v: k for k, v in router_pb2.Action.items()}
 # Bases of a decision made with the predictor's forecast in hand: driving the
-# breaker, or in shadow while the trust gate has not passed the model yet.
-WITH_MODEL = (router_pb2.FORECAST, router_pb2.MODEL_UNPROVEN)
+# breaker, below the observed latency the breaker then runs on, or in shadow
+# while the trust gate has not passed the model yet.
+WITH_MODEL = (router_pb2.FORECAST, router_pb2.OBSERVED_OVER_FORECAST, router_pb2.MODEL_UNPROVEN)
 REACTIVE = "reactive fallback"
 STALE_TABLE = "feature store unreachable"
 

@@ -100,7 +100,8 @@ def clock(t: float) -> str:
 
 
 def backend_cell(point: Point, route: router_pb2.BackendRoute) -> str:
-    if route.basis == router_pb2.FORECAST:
+    if route.basis in (router_pb2.FORECAST, router_pb2.OBSERVED_OVER_FORECAST):
+        # Over the forecast, the breaker runs on the observed latency beside it.
         pred = f"->{route.predicted_latency_ms:4.0f}"
     elif route.basis == router_pb2.MODEL_UNPROVEN:
         pred = f"~>{route.predicted_latency_ms:4.0f}"  # in shadow: the breaker runs on observed latency

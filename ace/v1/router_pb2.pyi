@@ -33,6 +33,7 @@ class DecisionBasis(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COLD_START: _ClassVar[DecisionBasis]
     NO_TELEMETRY: _ClassVar[DecisionBasis]
     MODEL_UNPROVEN: _ClassVar[DecisionBasis]
+    OBSERVED_OVER_FORECAST: _ClassVar[DecisionBasis]
 
 class OutcomeStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -55,6 +56,7 @@ OBSERVED_LATENCY: DecisionBasis
 COLD_START: DecisionBasis
 NO_TELEMETRY: DecisionBasis
 MODEL_UNPROVEN: DecisionBasis
+OBSERVED_OVER_FORECAST: DecisionBasis
 OUTCOME_STATUS_UNSPECIFIED: OutcomeStatus
 ACCEPTED: OutcomeStatus
 DUPLICATE: OutcomeStatus

@@ -23,6 +23,7 @@ from bench.fleet.score import Columns
 from bench.foresight import model, realtel
 from services.common import logs, synthetic
 from services.predictor.model import LoadedModel
+from services.router.policy import Settings
 
 REPORTED_SEEDS = (1, 2, 3)  # each a 12-hour history: the first half learnt, the second reported
 TRANSFER_TRAIN_SEED = 101  # a fleet history used for nothing but training the transfer model
@@ -36,6 +37,7 @@ INTERVALS = (10.0, 60.0)
 OTHER_INTERVALS = (15.0, 30.0, 120.0)
 JITTERED_INTERVALS = (10.0, 15.0, 60.0)
 JITTER_SHARE = 0.25
+NO_FLOOR = Settings(observed_floor=False)
 
 
 def halves(seed: int, interval_s: float, hours: float) -> tuple[Source, Source]:
@@ -78,6 +80,10 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
         pairs = [halves(seed, interval, hours) for seed in seeds]
         fleet_models = [model.load(evaluate.train([learnt])) for learnt, _ in pairs]
         own = [(evaluate.forecast("own", m), reported) for m, (_, reported) in zip(fleet_models, pairs, strict=True)]
+        unfloored = [
+            (evaluate.forecast("own", m, NO_FLOOR), reported)
+            for m, (_, reported) in zip(fleet_models, pairs, strict=True)
+        ]
         own_gated = [(evaluate.gated("own", m), reported) for m, (_, reported) in zip(fleet_models, pairs, strict=True)]
         scaled = [(calibrate.calibrated("scaled", makeup, learnt), reported) for learnt, reported in pairs]
         cuts = ", ".join(f"{cut:.0f}" for (_, cut), _ in scaled)
@@ -89,6 +95,7 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
             f"| {gate.name} | {fmt(row([(gate, r) for r in reported]))} |",
             f"| {uncalibrated.name} | {fmt(row([(uncalibrated, r) for r in reported]))} |",
             f"| ACE after training on the fleet's own earlier {hours:g} h | {fmt(row(own))} |",
+            f"| ablation: the same without the observed floor (`--observed-floor off`) | {fmt(row(unfloored))} |",
             f"| the same, behind the trust gate | {fmt(row(own_gated))} |",
             f"| ablation: the `make up` model calibrated on the fleet's earlier {hours:g} h (cut-offs {cuts} ms) | "
             f"{fmt(row([(c, r) for (c, _), r in scaled]))} |",
@@ -193,10 +200,13 @@ def nezha_table(makeup: LoadedModel) -> list[str]:
     scale = realtel.tune_scale(tune)
     learnt = evaluate.from_nezha(tune, scale, "nezha-tune")
     reported = evaluate.from_nezha(report, scale, "nezha")
+    own = model.load(evaluate.train([learnt]))
     rows = (
         evaluate.forecast("ACE as `make up` starts it", makeup),
         evaluate.gated("ACE as it is: the `make up` model behind the trust gate", makeup),
-        evaluate.forecast(f"ACE after training on {realtel.TUNE_DAY}", model.load(evaluate.train([learnt]))),
+        evaluate.forecast(f"ACE after training on {realtel.TUNE_DAY}", own),
+        evaluate.forecast("ablation: the same without the observed floor (`--observed-floor off`)", own, NO_FLOOR),
+        evaluate.gated("the same, behind the trust gate", own),
         evaluate.reactive(),
     )
     return [

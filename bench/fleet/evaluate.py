@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from bench.fleet import generator, score
 from bench.foresight import model, realtel
-from bench.foresight.routers import AceRouter
+from bench.foresight.routers import AceRouter, Model
 from bench.foresight.sim import Telemetry
 from services.common import synthetic
 from services.common.telemetry import Point
@@ -141,7 +141,7 @@ def reactive(settings: Settings | None = None) -> Config:
     )
 
 
-def forecast(name: str, loaded: LoadedModel, settings: Settings | None = None) -> Config:
+def forecast(name: str, loaded: Model, settings: Settings | None = None) -> Config:
     return Config(name, lambda n: AceRouter(name, n, settings or Settings(), loaded))
 
 

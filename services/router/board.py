@@ -90,6 +90,8 @@ def _row(board: Board, r: Risk) -> str:
         forecast = _ms(figure)
     elif r.basis is Basis.MODEL_UNPROVEN:
         forecast = f"{_ms(figure)} (observed; forecast {_ms(r.forecast_ms)} in shadow)"
+    elif r.basis is Basis.OBSERVED_OVER_FORECAST:
+        forecast = f"{_ms(figure)} (observed, over its forecast of {_ms(r.forecast_ms)})"
     else:
         forecast = f"{_ms(figure)} (observed)"
     headroom = "—" if cold else _ms(r.headroom_ms)

@@ -167,6 +167,14 @@ def parser() -> argparse.ArgumentParser:
         help="on: a backend over the threshold while the pool's median latency is not has its capacity estimate "
         "capped at load x threshold / latency",
     )
+    config.switch(
+        p,
+        "--observed-floor",
+        env="ACE_OBSERVED_FLOOR",
+        default=defaults.observed_floor,
+        help="on: a proven model's breaker runs on the higher of its forecast and the observed latency, so it "
+        "opens at least whenever a reactive breaker would",
+    )
     option(
         p,
         "--open-after-s",
@@ -303,6 +311,7 @@ def build(args: argparse.Namespace) -> RouterConfig:
             rate_aware=args.rate_aware,
             count_reported=args.count_reported,
             overload_guard=args.overload_guard,
+            observed_floor=args.observed_floor,
         ),
         predict_timeout_s=args.predict_timeout_s,
         max_streams=args.max_streams,

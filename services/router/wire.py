@@ -22,6 +22,7 @@ BASIS = {
     Basis.COLD_START: router_pb2.COLD_START,
     Basis.NO_TELEMETRY: router_pb2.NO_TELEMETRY,
     Basis.MODEL_UNPROVEN: router_pb2.MODEL_UNPROVEN,
+    Basis.OBSERVED_OVER_FORECAST: router_pb2.OBSERVED_OVER_FORECAST,
 }
 STATE_OF = {wire: state for state, wire in STATE.items()}
 BASIS_OF = {wire: basis for basis, wire in BASIS.items()}

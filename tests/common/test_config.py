@@ -83,3 +83,10 @@ def test_warmth_and_the_probe_bound_reach_the_policy(monkeypatch):
     monkeypatch.setenv("ACE_PROBE_AFTER_S", "120")
     policy = load_router(["--warm-after-s", "90"]).policy
     assert (policy.warm_after_s, policy.probe_after_s) == (90, 120)
+
+
+def test_the_observed_floor_is_on_unless_switched_off(monkeypatch):
+    assert load_router([]).policy.observed_floor
+    assert not load_router(["--observed-floor", "off"]).policy.observed_floor
+    monkeypatch.setenv("ACE_OBSERVED_FLOOR", "off")
+    assert not load_router([]).policy.observed_floor

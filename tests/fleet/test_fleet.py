@@ -12,6 +12,7 @@ from bench.fleet import __main__ as bench_main
 from bench.fleet import anatomy, evaluate, generator, probability, relative, score
 from bench.foresight import model, realtel
 from bench.foresight.routers import Transition
+from services.router.policy import Settings
 
 T0 = 1_800_000_000.0
 TIMES = T0 + np.arange(600, dtype=np.float64) * 10.0  # 100 minutes, a point every 10 s
@@ -154,6 +155,24 @@ def test_on_a_new_fleet_the_gated_model_opens_rarely_and_catches_what_the_reacti
     assert reactive.episodes > 5, "the fleets breach"
     assert gated.free_per_backend_hour <= 1.0
     assert gated.caught >= reactive.caught
+
+
+class Calm:
+    """A proven model that has only ever seen calm days: every forecast 100 ms."""
+
+    def score(self, vectors):
+        return np.full(len(vectors), 100.0)
+
+
+def test_a_proven_model_that_forecasts_calm_still_catches_what_the_reactive_breaker_does():
+    source = evaluate.from_fleet(generator.generate(7, duration_s=2 * 3600.0, interval_s=10.0), "f7")
+    reactive = evaluate.run(evaluate.reactive(), source)
+    floored = evaluate.run(evaluate.forecast("calm", Calm()), source)
+    blind = evaluate.run(evaluate.forecast("calm", Calm(), Settings(observed_floor=False)), source)
+    assert reactive.caught > 3, "the fleet breaches"
+    assert blind.caught == 0
+    assert floored.caught >= reactive.caught
+    assert floored.free_openings == reactive.free_openings == 0
 
 
 @pytest.mark.slow  # trains the make-up model

@@ -104,3 +104,10 @@ def test_the_board_escapes_backend_ids_and_says_when_the_predictor_is_silent():
     page = render(table, TransitionLog(table), None)
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "Measured error: the predictor did not answer." in page
+
+
+def test_the_board_says_when_a_breach_under_way_overrode_the_forecast():
+    table = RoutingTable(S)
+    table.apply([Update("slow", as_of=1, points=30, observed_ms=460, predicted_ms=150, covered_s=290)])
+    page = render(table, TransitionLog(table), None)
+    assert "460 ms (observed, over its forecast of 150 ms)" in page

@@ -4,6 +4,7 @@ import pytest
 
 from services.router.policy import (
     OBSERVED_NOTE,
+    OVER_FORECAST_NOTE,
     STALE_NOTE,
     Action,
     Basis,
@@ -44,6 +45,24 @@ class TestObserve:
     def test_without_a_forecast_it_runs_on_the_observed_latency(self):
         c = observe(Breaker(), "a", 5, None, 320.0, 10, S, covered_s=40)
         assert (c.risk_ms, c.basis, c.state) == (320.0, Basis.OBSERVED_LATENCY, State.OPEN)
+
+    def test_a_breach_under_way_opens_the_breaker_whatever_the_forecast(self):
+        # A model learnt on calm days forecasts calm through a breach: with
+        # the observed floor the breaker opens as a reactive one would.
+        floored, plain = Breaker(), Breaker()
+        c = observe(floored, "a", 5, 200.0, 450.0, 10, S, covered_s=40)
+        assert (c.risk_ms, c.basis, c.state) == (450.0, Basis.OBSERVED_OVER_FORECAST, State.OPEN)
+        c = observe(plain, "a", 5, 200.0, 450.0, 10, replace(S, observed_floor=False), covered_s=40)
+        assert (c.risk_ms, c.basis, c.state) == (200.0, Basis.FORECAST, State.CLOSED)
+
+    def test_the_floor_leaves_a_forecast_above_the_observed_alone(self):
+        c = observe(Breaker(), "a", 5, 310.0, 250.0, 10, S, covered_s=40)
+        assert (c.risk_ms, c.basis, c.state) == (310.0, Basis.FORECAST, State.OPEN)
+
+    def test_the_reason_says_when_the_observed_latency_overrode_the_forecast(self):
+        over = observe(Breaker(), "a", 5, 200.0, 280.0, 10, S, covered_s=40)
+        reason = choose([over, warm("b", 100.0)], 0, S).reason
+        assert "observed 280 ms" in reason and OVER_FORECAST_NOTE in reason
 
 
 class TestWarmth:

@@ -20,6 +20,7 @@ BASES = {
     router_pb2.COLD_START: "cold",
     router_pb2.NO_TELEMETRY: "no telemetry",
     router_pb2.MODEL_UNPROVEN: "observed, model unproven",
+    router_pb2.OBSERVED_OVER_FORECAST: "observed, over the forecast",
 }
 ROLES = {predictor_pb2.ACTIVE: "active", predictor_pb2.CANDIDATE: "candidate", predictor_pb2.PREVIOUS: "previous"}
 
