@@ -151,8 +151,9 @@ class Settings:
     # (3.36-3.41% against 3.33%).
     capacity_deadband: float = 0.05
     # A proven model's breaker runs on the higher of its forecast and the
-    # observed latency, so it opens at least whenever a reactive breaker
-    # would: a model learnt on calm days can forecast calm through a breach
+    # observed latency once the observed is at or over the lower mark
+    # (close_below_ms), so it opens and stays open at least whenever a
+    # reactive breaker would: a model learnt on calm days can forecast calm through a breach
     # under way. On Nezha's pods, a model trained on the day before caught
     # 19 of 24 breach episodes against the reactive breaker's 21; with the
     # floor 21, at the same precision (1.00) and no fault-free opening. On
@@ -312,7 +313,8 @@ def observe(
     forecast, or on the observed latency when there is none (the predictor
     is down or has no model), when the model is not `proven` on this fleet
     (its forecast then only runs in shadow), or when the observed latency is
-    the higher (settings.observed_floor); a cold one's gets no figure, so
+    the higher and at or over the lower mark (settings.observed_floor); a
+    cold one's gets no figure, so
     it keeps its state, except that an open one half-opens once
     probe_after_s has passed without a figure. `covered_s` is the event time
     the window covers."""
@@ -322,7 +324,11 @@ def observe(
     if predicted_ms is None:
         basis, risk_ms = Basis.OBSERVED_LATENCY, observed_ms
     elif proven:
-        if settings.observed_floor and observed_ms > predicted_ms:
+        # Only from the breaker's lower mark up, where the higher figure can
+        # change what the breaker does: below it a calibrated forecast sits
+        # under a healthy backend's latency most of the time, and calling
+        # that the observed figure's doing would bury the breaches it is for.
+        if settings.observed_floor and observed_ms > predicted_ms and observed_ms >= settings.close_below_ms:
             basis, risk_ms = Basis.OBSERVED_OVER_FORECAST, observed_ms
         else:
             basis, risk_ms = Basis.FORECAST, predicted_ms

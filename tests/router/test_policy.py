@@ -59,6 +59,17 @@ class TestObserve:
         c = observe(Breaker(), "a", 5, 310.0, 250.0, 10, S, covered_s=40)
         assert (c.risk_ms, c.basis, c.state) == (310.0, Basis.FORECAST, State.OPEN)
 
+    def test_below_the_lower_mark_the_floor_leaves_a_healthy_backend_on_its_forecast(self):
+        # The lower mark is 255 ms here: an observed 250 ms could neither open
+        # the breaker nor hold it open, so the forecast stays the figure.
+        c = observe(Breaker(), "a", 5, 100.0, 250.0, 10, S, covered_s=40)
+        assert (c.risk_ms, c.basis) == (100.0, Basis.FORECAST)
+        b = Breaker(State.OPEN, since=0)
+        c = observe(b, "a", 5, 100.0, 250.0, 60, S, covered_s=40)
+        assert (c.basis, c.state) == (Basis.FORECAST, State.HALF_OPEN)
+        c = observe(Breaker(State.OPEN, since=0), "a", 5, 100.0, 260.0, 60, S, covered_s=40)
+        assert (c.risk_ms, c.basis, c.state) == (260.0, Basis.OBSERVED_OVER_FORECAST, State.OPEN)
+
     def test_the_reason_says_when_the_observed_latency_overrode_the_forecast(self):
         over = observe(Breaker(), "a", 5, 200.0, 280.0, 10, S, covered_s=40)
         reason = choose([over, warm("b", 100.0)], 0, S).reason
