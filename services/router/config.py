@@ -172,8 +172,8 @@ def parser() -> argparse.ArgumentParser:
         "--observed-floor",
         env="ACE_OBSERVED_FLOOR",
         default=defaults.observed_floor,
-        help="on: a proven model's breaker runs on the higher of its forecast and the observed latency, so it "
-        "opens at least whenever a reactive breaker would",
+        help="on: a proven model's breaker runs on the higher of its forecast and the observed latency once the "
+        "observed is at or over the breaker's lower mark, so it opens at least whenever a reactive breaker would",
     )
     option(
         p,

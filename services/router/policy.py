@@ -153,16 +153,16 @@ class Settings:
     # A proven model's breaker runs on the higher of its forecast and the
     # observed latency once the observed is at or over the lower mark
     # (close_below_ms), so it opens and stays open at least whenever a
-    # reactive breaker would: a model learnt on calm days can forecast calm through a breach
-    # under way. On Nezha's pods, a model trained on the day before caught
-    # 19 of 24 breach episodes against the reactive breaker's 21; with the
-    # floor 21, at the same precision (1.00) and no fault-free opening. On
-    # the generated fleet it added 0-2 episodes to the fleet's own model (2
-    # at 60 s a point) at no cost in precision. On the foresight benchmark's settings seeds it
-    # changed nothing (3.13% and 2.07% over the SLO or failed, plain and
-    # in-flight, on or off): there the models forecast at or above the
-    # observed latency nearly always (below it in 9 of 1,032 updates of a
-    # --quick run).
+    # reactive breaker would: a model learnt on calm days can forecast calm
+    # through a breach under way. On Nezha's pods, a model trained on the
+    # day before caught 19 of 24 breach episodes against the reactive
+    # breaker's 21; with the floor 21, at the same precision (1.00) and no
+    # fault-free opening. On the generated fleet it added 0-2 episodes to
+    # the fleet's own model (2 at 60 s a point) at no cost in precision. On
+    # the foresight benchmark's settings seeds it changed nothing (3.13% and
+    # 2.07% over the SLO or failed, plain and in-flight, on or off): there
+    # the models forecast at or above the observed latency nearly always
+    # (below it in 9 of 1,032 updates of a --quick run).
     observed_floor: bool = True
     # Least-loaded choice only: the new request counts as 1 / speed
     # requests instead of 1, where speed is the backend's estimated capacity
@@ -314,10 +314,9 @@ def observe(
     is down or has no model), when the model is not `proven` on this fleet
     (its forecast then only runs in shadow), or when the observed latency is
     the higher and at or over the lower mark (settings.observed_floor); a
-    cold one's gets no figure, so
-    it keeps its state, except that an open one half-opens once
-    probe_after_s has passed without a figure. `covered_s` is the event time
-    the window covers."""
+    cold one's gets no figure, so it keeps its state, except that an open
+    one half-opens once probe_after_s has passed without a figure.
+    `covered_s` is the event time the window covers."""
     if settings.cold(points, covered_s):
         breaker.observe(None, at, settings)
         return Candidate(backend_id, breaker.state, True, points, None, Basis.COLD_START, covered_s=covered_s)
@@ -325,9 +324,10 @@ def observe(
         basis, risk_ms = Basis.OBSERVED_LATENCY, observed_ms
     elif proven:
         # Only from the breaker's lower mark up, where the higher figure can
-        # change what the breaker does: below it a calibrated forecast sits
-        # under a healthy backend's latency most of the time, and calling
-        # that the observed figure's doing would bury the breaches it is for.
+        # change what the breaker does. Below it a calibrated forecast sits
+        # under a healthy backend's latency most of the time, and naming all
+        # those decisions OBSERVED_OVER_FORECAST would hide the few where the
+        # floor acts.
         if settings.observed_floor and observed_ms > predicted_ms and observed_ms >= settings.close_below_ms:
             basis, risk_ms = Basis.OBSERVED_OVER_FORECAST, observed_ms
         else:
