@@ -20,7 +20,7 @@ from services.common.serving import RunningServer
 from services.router import wire
 from services.router.client import DISCONNECTED_REASON, NO_TABLE_REASON, RouterClient
 from services.router.config import load
-from services.router.policy import OBSERVED_NOTE, STALE_NOTE, Action, Basis, Settings, State
+from services.router.policy import OBSERVED_NOTE, OVER_FORECAST_NOTE, STALE_NOTE, Action, Basis, Settings, State
 from services.router.rotation import Rotation
 from services.router.server import start
 from tests.fakes import FakeFeatureStore, FakePredictor, serve, vector
@@ -67,8 +67,9 @@ class Rig:
 @pytest.fixture
 def rig() -> Iterator[Rig]:
     store = Store()
-    # The forecast is the observed latency, plus 300 ms for backend "b": b's breaker opens.
-    predictor = FakePredictor(lambda b, latency: latency + (300.0 if b == "b" else 0.0))
+    # The forecast is the observed latency, plus 300 ms for backend "b": b's breaker opens;
+    # and 100 ms less for backend "d", whose breaker then runs on its observed latency.
+    predictor = FakePredictor(lambda b, latency: latency + {"b": 300.0, "d": -100.0}.get(b, 0.0))
     fs_server, fs_port = serve(lambda s: feature_store_pb2_grpc.add_FeatureStoreServicer_to_server(store, s))
     pr_server, pr_port = serve(lambda s: predictor_pb2_grpc.add_PredictorServicer_to_server(predictor, s))
     args = [
@@ -116,15 +117,22 @@ def knows(*backends: str):
 
 def test_local_picks_are_the_routers_decisions(rig, channel):
     rig.store.batches.put([vector("a", 100, 120), vector("b", 100, 120), vector("c", 100, 90, points=2)])
+    stub = router_pb2_grpc.RouterStub(channel)
     with RouterClient(channel) as client:
         assert client.wait(knows("a", "b", "c"), timeout_s=10)
         assert client.table.threshold_ms == 250 and client.table.warm_after_s == 30
         picks = [client.pick() for _ in range(6)]
-        named = client.pick(["c", "a"])
-    stub = router_pb2_grpc.RouterStub(channel)
-    decisions = [stub.Decide(router_pb2.DecideRequest()) for _ in range(6)]
-    decisions.append(stub.Decide(router_pb2.DecideRequest(candidates=["c", "a"])))
-    for pick, decision in zip([*picks, named], decisions, strict=True):
+        named = [client.pick(["c", "a"])]
+        decisions = [stub.Decide(router_pb2.DecideRequest()) for _ in range(6)]
+        decisions.append(stub.Decide(router_pb2.DecideRequest(candidates=["c", "a"])))
+        rig.store.batches.put([vector("d", 110, 230)])
+        assert client.wait(knows("d"), timeout_s=10)
+        named.append(client.pick(["d"]))
+        decisions.append(stub.Decide(router_pb2.DecideRequest(candidates=["d"])))
+    # d's 230 ms is over the lower mark (212.5 ms) and above its 130 ms forecast: the observed floor.
+    assert decisions[-1].basis == router_pb2.OBSERVED_OVER_FORECAST
+    assert decisions[-1].predicted_latency_ms == 230 and OVER_FORECAST_NOTE in named[-1].reason
+    for pick, decision in zip([*picks, *named], decisions, strict=True):
         assert pick.backend_id == decision.backend_id
         assert pick.action.value == router_pb2.Action.Name(decision.action)
         assert pick.reason == decision.reason
