@@ -216,8 +216,10 @@ def test_broken_stream_falls_back_to_round_robin_then_reconnects(rig, channel):
         assert {p.reason for p in picks} == {DISCONNECTED_REASON}
         assert client.pick(["b"]).backend_id == "b"
 
-        rig.restart_router()
+        # Read before the restart: the client retries every 0.02-0.2 s, so by
+        # the time the new router has started it may already have reconnected.
         opened = client.streams_opened
+        rig.restart_router()
         assert client.wait(lambda c: c.connected and c.table.feature_store_connected, timeout_s=10)
         assert client.streams_opened > opened
         # The new router learns the backends again from the feature store.
