@@ -79,15 +79,13 @@ def fleet_tables(makeup: LoadedModel, seeds: Sequence[int], hours: float) -> lis
     for interval in INTERVALS:
         pairs = [halves(seed, interval, hours) for seed in seeds]
         fleet_models = [model.load(evaluate.train([learnt])) for learnt, _ in pairs]
-        own = [(evaluate.forecast("own", m), reported) for m, (_, reported) in zip(fleet_models, pairs, strict=True)]
-        unfloored = [
-            (evaluate.forecast("own", m, NO_FLOOR), reported)
-            for m, (_, reported) in zip(fleet_models, pairs, strict=True)
-        ]
-        own_gated = [(evaluate.gated("own", m), reported) for m, (_, reported) in zip(fleet_models, pairs, strict=True)]
-        scaled = [(calibrate.calibrated("scaled", makeup, learnt), reported) for learnt, reported in pairs]
-        cuts = ", ".join(f"{cut:.0f}" for (_, cut), _ in scaled)
         reported = [r for _, r in pairs]
+        by_seed = list(zip(fleet_models, reported, strict=True))
+        own = [(evaluate.forecast("own", m), r) for m, r in by_seed]
+        unfloored = [(evaluate.forecast("own", m, NO_FLOOR), r) for m, r in by_seed]
+        own_gated = [(evaluate.gated("own", m), r) for m, r in by_seed]
+        scaled = [(calibrate.calibrated("scaled", makeup, learnt), r) for learnt, r in pairs]
+        cuts = ", ".join(f"{cut:.0f}" for (_, cut), _ in scaled)
         out += [
             f"\n### Generated fleet, a point every {interval:g} s ({len(seeds)} seeds, {hours:g} h reported each)\n",
             HEADER,

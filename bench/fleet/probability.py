@@ -37,11 +37,10 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import RandomForestClassifier
 
+from bench.fleet import evaluate
 from bench.fleet.evaluate import HORIZON_S, THRESHOLD_MS, Config, Floats, Source
-from bench.foresight.routers import AceRouter
 from services.common.window import WindowLimits
 from services.predictor.calibration import cutoff
-from services.router.policy import Settings
 from services.trainer import dataset, train
 from services.trainer.train import TrainParams
 
@@ -53,7 +52,7 @@ Score = Callable[[Rows], Floats]  # feature rows -> ms the breaker compares
 
 
 class Scored:
-    """A LoadedModel's score() for AceRouter, over a plain function."""
+    """A model for AceRouter (routers.Model) over a plain function."""
 
     def __init__(self, fn: Score, scale: float = 1.0) -> None:
         self.fn = fn
@@ -145,4 +144,4 @@ def configs(learnt: Learnt) -> list[Config]:
 
 
 def _config(name: str, fn: Score, scale: float) -> Config:
-    return Config(name, lambda n: AceRouter(name, n, Settings(), Scored(fn, scale)))
+    return evaluate.forecast(name, Scored(fn, scale))

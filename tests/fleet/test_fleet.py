@@ -157,18 +157,13 @@ def test_on_a_new_fleet_the_gated_model_opens_rarely_and_catches_what_the_reacti
     assert gated.caught >= reactive.caught
 
 
-class Calm:
-    """A proven model that has only ever seen calm days: every forecast 100 ms."""
-
-    def score(self, vectors):
-        return np.full(len(vectors), 100.0)
-
-
 def test_a_proven_model_that_forecasts_calm_still_catches_what_the_reactive_breaker_does():
+    # A proven model that has only ever seen calm days: every forecast 100 ms.
+    calm = probability.Scored(lambda rows: np.full(len(rows), 100.0))
     source = evaluate.from_fleet(generator.generate(7, duration_s=2 * 3600.0, interval_s=10.0), "f7")
     reactive = evaluate.run(evaluate.reactive(), source)
-    floored = evaluate.run(evaluate.forecast("calm", Calm()), source)
-    blind = evaluate.run(evaluate.forecast("calm", Calm(), Settings(observed_floor=False)), source)
+    floored = evaluate.run(evaluate.forecast("calm", calm), source)
+    blind = evaluate.run(evaluate.forecast("calm", calm, Settings(observed_floor=False)), source)
     assert reactive.caught > 3, "the fleet breaches"
     assert blind.caught == 0
     assert floored.caught >= reactive.caught

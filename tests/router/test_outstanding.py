@@ -51,19 +51,23 @@ def test_unreported_decisions_age_out_and_switch_the_counts_off():
     assert o.reported_share < outstanding.MIN_REPORTED
 
 
+def report_each(o: Outstanding, prefix: str, start: float, after_s: float, latency_ms: float) -> None:
+    """300 requests to backend a, one a second from `start`, each reported
+    `after_s` after its decision with `latency_ms`."""
+    for i in range(300):
+        o.issued(f"{prefix}{i}", "a", start + i)
+        assert o.ended(f"{prefix}{i}", start + i + after_s, latency_ms)
+
+
 def test_counts_are_not_used_while_reports_lag_the_requests_they_report():
     o = Outstanding()
     # Requests of 50 ms reported half a second after they ended.
-    for i in range(300):
-        o.issued(f"d{i}", "a", float(i))
-        assert o.ended(f"d{i}", i + 0.55, 50.0)
+    report_each(o, "d", 0.0, 0.55, 50.0)
     o.issued("late", "a", 300.0)
     assert o.reported_share > outstanding.MIN_REPORTED
     assert o.counts(300.0) is None
     # Reported as they end, the lag falls and the counts come back.
-    for i in range(300):
-        o.issued(f"e{i}", "a", 400.0 + i)
-        assert o.ended(f"e{i}", 400.0 + i + 0.05, 50.0)
+    report_each(o, "e", 400.0, 0.05, 50.0)
     o.issued("on time", "b", 700.0)
     assert o.counts(700.0) == {"b": 1}
 
@@ -72,17 +76,13 @@ def test_counts_are_not_used_while_the_reported_latencies_run_ahead_of_the_clock
     o = Outstanding()
     # Requests said to take 200 ms, reported 5 ms after they were decided:
     # a caller replaying or simulating time, not one whose requests are in flight.
-    for i in range(300):
-        o.issued(f"d{i}", "a", float(i))
-        assert o.ended(f"d{i}", i + 0.005, 200.0)
+    report_each(o, "d", 0.0, 0.005, 200.0)
     o.issued("ahead", "a", 300.0)
     assert o.reported_share > outstanding.MIN_REPORTED
     assert o.counts(300.0) is None
     # A coarse clock that reads a 50 ms request as ended after 40 ms is within the bound.
     o = Outstanding()
-    for i in range(300):
-        o.issued(f"d{i}", "a", float(i))
-        assert o.ended(f"d{i}", i + 0.04, 50.0)
+    report_each(o, "d", 0.0, 0.04, 50.0)
     o.issued("coarse", "b", 300.0)
     assert o.counts(300.0) == {"b": 1}
 
