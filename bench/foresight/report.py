@@ -93,8 +93,9 @@ def of_class(fault: str) -> Callable[[CaseResult], bool]:
 
 
 def real_peers(inp: Inputs) -> list[str]:
-    """The routers a fleet could run today: neither ACE nor an oracle."""
-    return [n for n in inp.names if not n.startswith("ACE") and n not in runner.ORACLES]
+    """The routers a fleet could run today: neither ACE, nor ACE's table
+    without a model, nor an oracle."""
+    return [n for n in inp.names if not n.startswith("ACE") and n not in runner.ORACLES and n not in runner.NO_FORECAST]
 
 
 def _breaker_cells(b: score.Breakers | None) -> str:
@@ -591,6 +592,7 @@ is modelled and cite its source:
 - gRPC weighted round robin on ORCA load reports (A58: weight = qps / (utilisation + eps/qps x 1.0), out-of-band
   reports every 10 s, 10 s blackout, 3 min expiry, EDF scheduling);
 - the reactive latency breaker: ACE's own table and policy run on the observed p95, as the router does when its
-  predictor is down;
+  predictor is down or its model is not yet proven; the same told the requests in flight. They are what the
+  forecast adds to each placement, not routers a fleet runs today: no target is measured against them;
 - ACE; ACE told the requests in flight per backend; ACE told how each request ended (see Setup);
 - oracle shortest expected delay and central queue: see Setup; they cannot be built, they bound."""

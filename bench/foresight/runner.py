@@ -38,6 +38,10 @@ ACE_IN_FLIGHT = "ACE, in-flight given"
 # ended (services/router/outstanding.py).
 ACE_REPORTED = "ACE, outcomes reported"
 ACE_ROWS = (ACE, ACE_IN_FLIGHT, ACE_REPORTED)
+# ACE's own table with no model, beside the rows whose placement it shares:
+# what the forecast adds. Not routers a fleet runs today, so no target is
+# measured against them.
+NO_FORECAST = (REACTIVE, REACTIVE_IN_FLIGHT)
 ORACLE_SED = oracles.OracleSed.name
 CENTRAL_QUEUE = oracles.CentralQueue.name
 ORACLES = (ORACLE_SED, CENTRAL_QUEUE)
@@ -51,6 +55,7 @@ ROUTERS = (
     peers.ShortestExpectedDelay.name,
     peers.GrpcWrr.name,
     REACTIVE,
+    REACTIVE_IN_FLIGHT,
     ACE,
     ACE_IN_FLIGHT,
     ACE_REPORTED,
