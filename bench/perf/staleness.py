@@ -93,14 +93,18 @@ def _point(backend_id: str, step: int, latency_ms: float) -> telemetry_pb2.Telem
     )
 
 
+WITH_FORECAST = (Basis.FORECAST, Basis.OBSERVED_OVER_FORECAST, Basis.MODEL_UNPROVEN)
+
+
 def _warm_up(store: feature_store_pb2_grpc.FeatureStoreStub, client: RouterClient, names: list[str]) -> None:
     for step in range(WARM_POINTS):
         store.Ingest(feature_store_pb2.IngestRequest(points=[_point(b, step, 100.0) for b in names]))
 
     def warm(c: RouterClient) -> bool:
         routes = [c.candidate(b) for b in names]
-        # A forecast in hand, driving the breaker or in shadow until proven.
-        return c.connected and all(r is not None and r.basis in (Basis.FORECAST, Basis.MODEL_UNPROVEN) for r in routes)
+        # A forecast in hand: driving the breaker, under the observed latency
+        # the breaker then runs on, or in shadow until proven.
+        return c.connected and all(r is not None and r.basis in WITH_FORECAST for r in routes)
 
     if not client.wait(warm, timeout_s=60):
         raise RuntimeError("the router never forecast the warm-up backends (is the model active?)")
